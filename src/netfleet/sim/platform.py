@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from netfleet.sim.state import Device
 
 PLACEHOLDER = re.compile(r"^<(\w+)(\.\.\.)?>$")
+LITERAL_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 
 # What a placeholder in a command's syntax accepts.
 ARGUMENT_KINDS: dict[str, Callable[[str], bool]] = {
@@ -94,6 +95,16 @@ class ConfigRule:
     modes: frozenset[str]
     enter: str | None
     params: Mapping[str, Any]
+    keywords: tuple[str, ...] = ()  # the literal words the pattern starts with
+
+    @staticmethod
+    def leading_keywords(pattern: str) -> tuple[str, ...]:
+        words = []
+        for word in pattern.removeprefix("^").removesuffix("$").split(" "):
+            if not LITERAL_WORD.match(word):
+                break
+            words.append(word.lower())
+        return tuple(words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +173,36 @@ class Platform:
         return candidates[0][1]
 
     # -- config ----------------------------------------------------------------------------
-    def config_rule(self, line: str, mode: str) -> tuple[ConfigRule, dict[str, str]] | None:
+    def config_rule(self, line: str, mode: str) -> tuple[ConfigRule, dict[str, str]] | int:
+        """The rule a config line matches and its fields, or the index of the first bad word
+        (== the word count when every word was a keyword: the line is incomplete).
+
+        Leading keywords may be abbreviated to a unique prefix (`int gi1/0/1`, `no shut`).
+        """
+        words = line.split()
+        rules = [r for r in self.config_rules if mode in r.modes]
+        known = 0
+        for i, word in enumerate(words):
+            options = {r.keywords[i] for r in rules if len(r.keywords) > i}
+            if not options:
+                break
+            lowered = word.lower()
+            hits = [lowered] if lowered in options else [k for k in options
+                                                         if k.startswith(lowered)]
+            if len(hits) != 1:
+                break
+            words[i] = hits[0]
+            rules = [r for r in rules if len(r.keywords) > i and r.keywords[i] == hits[0]]
+            known = i + 1
+        expanded = " ".join(words)
         for rule in self.config_rules:
             if mode not in rule.modes:
                 continue
-            found = rule.pattern.match(line)
+            found = rule.pattern.match(expanded)
             if found:
                 groups = {k: v for k, v in found.groupdict().items() if v is not None}
                 return rule, groups
-        return None
+        return known
 
     # -- interfaces ------------------------------------------------------------------------
     def canonical_interface(self, text: str) -> str | None:
@@ -306,6 +338,7 @@ def load_platform(name: str, data: dict[str, Any]) -> Platform:
                 modes=_expand_modes(r["modes"], modes, f"{where} config rule {r['match']!r}"),
                 enter=r.get("enter"),
                 params=r.get("params", {}),
+                keywords=ConfigRule.leading_keywords(r["match"]),
             )
             for r in data.get("config", [])
         ]

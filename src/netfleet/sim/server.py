@@ -63,7 +63,8 @@ class _Login(asyncssh.SSHServer):
             device.sessions -= 1
             conns = self._sim.connections.get(device.name)
             if conns is not None:
-                conns.discard(self._conn)  # type: ignore[arg-type]
+                if self._conn is not None:
+                    conns.discard(self._conn)
                 if not conns:
                     del self._sim.connections[device.name]
         self._device = None

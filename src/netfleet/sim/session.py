@@ -10,6 +10,7 @@ import asyncio
 import random
 import re
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import asyncssh
@@ -47,12 +48,12 @@ class DeviceSession(asyncssh.SSHServerSession[bytes]):
         self._batch: list[str] | None = None
 
     # -- asyncssh callbacks ----------------------------------------------------------------
-    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:  # type: ignore[override]
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
         self._server.stats.sessions_opened += 1
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int],
-                      term_modes: asyncssh.TermModes) -> bool:
+                      term_modes: Mapping[int, int]) -> bool:
         return True
 
     def shell_requested(self) -> bool:

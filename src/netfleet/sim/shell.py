@@ -331,8 +331,8 @@ class Shell:
     def _configure(self, line: str) -> str:
         found = self.platform.config_rule(line, self.mode)
         words = line.split()
-        if found is None:
-            return self._reject(words, _bad_word(words), False, False, line)
+        if isinstance(found, int):
+            return self._reject(words, found, found >= len(words), False, line)
         rule, groups = found
         if self.config_error_rate and self.rng.random() < self.config_error_rate:
             return self.platform.errors["config_failed"].format(
@@ -359,10 +359,6 @@ class Shell:
         created = Interface(name=canonical, port=-1)
         config.interfaces[canonical] = created
         return created
-
-
-def _bad_word(words: list[str]) -> int:
-    return 0 if len(words) < 2 else 1
 
 
 def _section(lines: list[str], pattern: str) -> list[str]:

@@ -129,7 +129,7 @@ class Device:
     def startup(self) -> DeviceConfig:
         if self._startup is None:
             self._startup = self.running.clone()
-        return self._startup  # type: ignore[return-value]
+        return self._startup
 
     def save(self) -> None:
         self._startup = self.running.clone()

@@ -183,7 +183,7 @@ class DeviceView:
 
     def interfaces(self, name: str | None = None) -> list[InterfaceView]:
         config = self.device.running
-        items = config.interfaces.values()
+        items = list(config.interfaces.values())
         if name is not None:
             canonical = self.platform.canonical_interface(name)
             items = [i for i in items if i.name == canonical]
