@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -81,3 +82,18 @@ def test_bad_options_name_the_option_and_the_fix() -> None:
     assert result.exit_code == 2 and "nokia_sros" in result.output
     result = runner.invoke(app, ["sim", "--login-delay", "soon"])
     assert result.exit_code == 2 and "duration" in result.output
+
+
+async def test_control_api_refuses_bad_fault_values_by_name() -> None:
+    port = _free_port()
+    async with simulator(["--devices", "1", "--port", str(port), "--base-ip", "127.61.0.1"],
+                         wait_devices=1) as sim, httpx.AsyncClient(base_url=sim.control) as http:
+        bad = await http.patch("/faults", json={"config_error_rate": 3})
+        assert bad.status_code == 422 and "config_error_rate" in bad.text
+        bad = await http.patch("/faults", json={"hang_pattern": "show ("})
+        assert bad.status_code == 422 and "regular expression" in bad.text
+        bad = await http.patch("/faults", json={"colour": "blue"})
+        assert bad.status_code == 422 and "colour" in bad.text
+        missing = await http.get("/devices/no-such-box")
+        assert missing.status_code == 404 and "no-such-box" in missing.text
+        assert (await http.get("/faults")).json()["config_error_rate"] == 0.0  # nothing lost

@@ -140,6 +140,9 @@ class Platform:
     banner: str
     templates: dict[str, jinja2.Template] = field(repr=False)
     constants: dict[str, Any] = field(default_factory=dict)
+    # Uncommitted candidate changes survive leaving configuration mode (and the session):
+    # the next `configure` continues from them. Only with candidate_config.
+    keep_candidate: bool = False
     _by_mode: dict[str, list[CommandSpec]] = field(default_factory=dict, repr=False)
 
     # -- commands --------------------------------------------------------------------------
@@ -343,6 +346,8 @@ def load_platform(name: str, data: dict[str, Any]) -> Platform:
             for r in data.get("config", [])
         ]
         env = _environment()
+        # Templates can `{% import 'name' as m %}` each other: shared macros, written once.
+        env.loader = jinja2.DictLoader(dict(data["templates"]))
         templates = {k: env.from_string(v) for k, v in data["templates"].items()}
         interfaces = data["interfaces"]
         paging = data.get("paging", {})
@@ -370,6 +375,7 @@ def load_platform(name: str, data: dict[str, Any]) -> Platform:
             banner=data.get("banner", ""),
             templates=templates,
             constants=data.get("constants", {}),
+            keep_candidate=bool(data.get("keep_candidate", False)),
         )
     except KeyError as exc:
         raise PlatformError(f"{where}: missing field {exc.args[0]!r}") from None

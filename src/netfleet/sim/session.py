@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import asyncssh
+import structlog
 
 from netfleet.sim.shell import NL, Reply, Shell
 
 if TYPE_CHECKING:
     from netfleet.sim.server import SimServer
     from netfleet.sim.state import Device
+
+log = structlog.get_logger("netfleet.sim")
 
 MAX_LINE = 4096  # longer input is dropped with a bell, as a terminal line buffer would
 PRINTABLE = frozenset(range(0x20, 0x7F))
@@ -138,7 +141,7 @@ class DeviceSession(asyncssh.SSHServerSession[bytes]):
         while self._pending and not self._busy and not self._hung and self._chan is not None:
             line = self._pending.popleft()
             if not line.strip() or self._shell.paging:
-                self._reply(self._shell.handle_line(line))
+                self._reply(self._handle(line))
                 continue
             faults = self._server.faults_for(self._device)
             if faults.drop_probability and self._rng.random() < faults.drop_probability:
@@ -154,7 +157,18 @@ class DeviceSession(asyncssh.SSHServerSession[bytes]):
                 loop = asyncio.get_running_loop()
                 self._timer = loop.call_later(delay, self._delayed, line)
                 return
-            self._reply(self._shell.handle_line(line))
+            self._reply(self._handle(line))
+
+    def _handle(self, line: str) -> Reply:
+        """Run one line; a bug in a platform definition costs a command, never the session."""
+        try:
+            return self._shell.handle_line(line)
+        except Exception:
+            # Only the first word: a config line or a typed secret may carry a password.
+            log.exception("command failed in the simulator", device=self._device.name,
+                          platform=self._device.platform.name,
+                          command=line.split(" ", 1)[0][:40] if self._shell.echo else "")
+            return Reply("% Internal simulator error" + NL + self._shell.prompt_block())
 
     def _hangs(self, line: str, pattern: str | None, probability: float) -> bool:
         if pattern and re.search(pattern, line):
@@ -165,7 +179,7 @@ class DeviceSession(asyncssh.SSHServerSession[bytes]):
         self._busy, self._timer = False, None
         if self._chan is None:
             return
-        self._reply(self._shell.handle_line(line))
+        self._reply(self._handle(line))
         self._drain()
 
     def _reply(self, reply: Reply) -> None:

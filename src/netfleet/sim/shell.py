@@ -21,6 +21,7 @@ from netfleet.sim.views import DeviceView
 NL = "\r\n"
 ASK = "\0"  # a command's output that starts with this is a question: no prompt follows
 MAX_FAILED_SECRETS = 3
+MAX_PING_COUNT = 1000  # a typed count beyond this would only stall the simulator's loop
 
 
 @dataclass(slots=True)
@@ -71,8 +72,12 @@ class Shell:
         return (NL + banner + NL if banner else "") + self.prompt()
 
     def _vars(self) -> dict[str, str]:
+        interface = str(self._context.get("interface", ""))
         return {"hostname": self.device.hostname, "username": self.username,
-                "model": self.device.model, "version": self.device.os_version}
+                "model": self.device.model, "version": self.device.os_version,
+                # what a submode is editing, for prompts like `(config-if-Et1)#`
+                "interface": interface, "interface_short": _short_interface(interface),
+                "vlan": str(self._context.get("vlan", ""))}
 
     # -- input ----------------------------------------------------------------------------
     def handle_line(self, line: str) -> Reply:
@@ -143,16 +148,30 @@ class Shell:
         errors = self.platform.errors
         if ambiguous:
             return errors["ambiguous"].format(line=line)
-        if incomplete:
-            return errors["incomplete"].format(line=line)
+        if incomplete or not words:
+            marker = " " * (len(self.prompt()) + len(line.rstrip()) + 1) + "^"
+            key = "config_invalid" if self._in_config() and "config_invalid" in errors \
+                else "incomplete"
+            return errors[key].format(marker=marker, token=len(words) + 1, index=len(words),
+                                      word="", line=line)
         position = min(position, len(words) - 1)
         offset = 0
         for i in range(position):
             offset = line.index(words[i], offset) + len(words[i])
         offset = line.index(words[position], offset)
         marker = " " * (len(self.prompt()) + offset) + "^"
-        return errors["invalid"].format(marker=marker, token=position + 1,
-                                        word=words[position], line=line)
+        # Optional refinements: a first word that names no command at all (`unknown`), and
+        # a different wording for configuration modes (`config_invalid`).
+        key = "invalid"
+        if position == 0 and "unknown" in errors:
+            key = "unknown"
+        elif self._in_config() and "config_invalid" in errors:
+            key = "config_invalid"
+        return errors[key].format(marker=marker, token=position + 1, index=position,
+                                  word=words[position], line=line)
+
+    def _in_config(self) -> bool:
+        return self.platform.modes[self.mode].config
 
     def _run(self, found: CommandMatch, pipe: str) -> tuple[str, bool]:
         spec = found.spec
@@ -196,9 +215,13 @@ class Shell:
                 self._no_more = True
             elif "display".startswith(verb) and arg == "set" and "set_output" in spec.params:
                 body = self._render(str(spec.params["set_output"]), args=args)
+            elif stage.strip() in spec.params.get("pipes", {}):
+                body = self._render(str(spec.params["pipes"][stage.strip()]), args=args,
+                                    params=spec.params)
             else:
                 return self.platform.errors["invalid"].format(
-                    marker=" " * len(self.prompt()) + "^", token=1, word=verb, line=stage)
+                    marker=" " * len(self.prompt()) + "^", token=1, index=0, word=verb,
+                    line=stage)
         return body
 
     # -- command actions (named by `action:` in the platform file) -------------------------
@@ -207,7 +230,7 @@ class Shell:
         return self._render(spec.output, args=args, params=spec.params)
 
     def _do_text(self, spec: CommandSpec, args: dict[str, str]) -> str:
-        return str(spec.params.get("text", "")).format(**args, **self._vars())
+        return str(spec.params.get("text", "")).format(**{**self._vars(), **args})
 
     def _do_terminal_length(self, spec: CommandSpec, args: dict[str, str]) -> str:
         self.length = int(args.get("int", "0"))
@@ -250,8 +273,12 @@ class Shell:
         self.mode = str(spec.params["mode"])
         self._context = {}
         if self.platform.candidate_config and self._candidate is None:
-            self._candidate = self.device.running.clone()
-        return self._do_text(spec, args)
+            kept = self.device.candidate if self.platform.keep_candidate else None
+            self._candidate = kept if kept is not None else self.device.running.clone()
+        text = self._do_text(spec, args)
+        if self._uncommitted() and "pending_text" in spec.params:
+            text += "\n" + str(spec.params["pending_text"])
+        return text
 
     def _do_end(self, spec: CommandSpec, args: dict[str, str]) -> str | tuple[str, bool]:
         return self._leave_config(spec, args)
@@ -271,8 +298,15 @@ class Shell:
         if self._uncommitted():
             self._ask_leave(target)
             return ASK + self.platform.errors["uncommitted"]
-        self.mode, self._candidate, self._context = target, None, {}
+        self._close_config(target)
         return self._do_text(spec, args) if "text" in spec.params else ""
+
+    def _close_config(self, target: str) -> None:
+        """Leave configuration modes; uncommitted changes are dropped unless the platform
+        keeps the candidate for the next `configure` (any session)."""
+        if self.platform.keep_candidate:
+            self.device.candidate = self._candidate if self._uncommitted() else None
+        self.mode, self._candidate, self._context = target, None, {}
 
     def _uncommitted(self) -> bool:
         return self._candidate is not None and self._candidate != self.device.running
@@ -280,8 +314,9 @@ class Shell:
     def _ask_leave(self, target: str) -> None:
         def answer(typed: str) -> Reply:
             if typed.strip().lower() in ("", "y", "yes"):
-                self.mode, self._candidate, self._context = target, None, {}
-                return Reply(self.platform.errors["left_uncommitted"] + NL + self.prompt_block())
+                self._close_config(target)
+                return Reply(self.platform.errors["left_uncommitted"].replace("\n", NL) + NL
+                             + self.prompt_block())
             return Reply(self.prompt_block())
 
         self._question = answer
@@ -302,6 +337,8 @@ class Shell:
     def _do_commit(self, spec: CommandSpec, args: dict[str, str]) -> str:
         if self._candidate is not None and not spec.params.get("check"):
             self.device.running = self._candidate.clone()
+        if "leave" in spec.params:
+            self._close_config(str(spec.params["leave"]))
         return self._do_text(spec, args)
 
     def _do_rollback(self, spec: CommandSpec, args: dict[str, str]) -> str:
@@ -310,7 +347,7 @@ class Shell:
 
     def _do_ping(self, spec: CommandSpec, args: dict[str, str]) -> str:
         target = args["ip"]
-        count = int(spec.params.get("count", 5))
+        count = min(int(args.get("int", spec.params.get("count", 5))), MAX_PING_COUNT)
         rtts = self.device.telemetry.rtt_samples(time.time(), int(ipaddress.IPv4Address(target)),
                                                  count)
         return self._render(str(spec.output), args=args, target=target, rtts=rtts, count=count)
@@ -336,7 +373,8 @@ class Shell:
         rule, groups = found
         if self.config_error_rate and self.rng.random() < self.config_error_rate:
             return self.platform.errors["config_failed"].format(
-                marker=" " * len(self.prompt()) + "^", token=1, word=words[0], line=line)
+                marker=" " * len(self.prompt()) + "^", token=1, index=0, word=words[0],
+                line=line)
         target = self._candidate if self._candidate is not None else self.device.running
         action = CONFIG_ACTIONS[rule.action]
         error = action(self, target, {**rule.params, **groups})
@@ -359,6 +397,11 @@ class Shell:
         created = Interface(name=canonical, port=-1)
         config.interfaces[canonical] = created
         return created
+
+
+def _short_interface(name: str) -> str:
+    """`Ethernet1` -> `Et1`, `Port-Channel2` -> `Po2`: the two-letter form CLIs print."""
+    return re.sub(r"^([A-Za-z]{2})[A-Za-z-]*", r"\1", name)
 
 
 def _section(lines: list[str], pattern: str) -> list[str]:

@@ -113,6 +113,7 @@ class Device:
     _running: DeviceConfig | None = None
     _startup: DeviceConfig | None = None
     _telemetry: DeviceTelemetry | None = None
+    candidate: DeviceConfig | None = None  # uncommitted changes kept between sessions
 
     @property
     def running(self) -> DeviceConfig:
