@@ -202,6 +202,13 @@ def test_errors_count_tokens_from_zero(shell: Shell) -> None:
         "% Invalid input (at token 2: '10.0.0.1/33')\n")
 
 
+def test_abbreviations_prefer_a_keyword_to_an_interface_name(shell: Shell) -> None:
+    assert run(shell, "sh int st").startswith("Port       Name")
+    assert run(shell, "sh int desc").startswith("Interface                      Status")
+    assert run(shell, "sh int et1").startswith("Ethernet1 is up")
+    assert run(shell, "sh ip int br").split("\n")[1].startswith("Interface        IP Address")
+
+
 def test_privileged_commands_are_refused_before_enable(shell: Shell) -> None:
     assert run(shell, "show running-config").startswith(
         "% Invalid input (privileged mode required)\n")

@@ -101,11 +101,11 @@ def _print_ready(started: Started) -> None:
     sim = started.sim
     table = Table(title=f"{len(sim.devices)} simulated devices up in {started.seconds:.2f}s",
                   show_lines=False)
-    for column in ("name", "address", "platform", "model", "username", "degraded"):
-        table.add_column(column)
+    for column in ("name", "address", "platform", "model", "degraded"):
+        table.add_column(column, no_wrap=column != "model")
     shown = list(sim.devices.values())[:8]
     for d in shown:
-        table.add_row(d.name, f"{d.address}:{sim.port}", d.platform.name, d.model, d.username,
+        table.add_row(d.name, f"{d.address}:{sim.port}", d.platform.name, d.model,
                       "yes" if d.degradation else "")
     console.print(table)
     if len(sim.devices) > len(shown):

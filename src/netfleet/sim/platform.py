@@ -53,7 +53,7 @@ class Mode:
     prompt: str  # str.format with hostname, username
     parent: str | None = None
     config: bool = False
-    banner: str | None = None  # a line shown above the prompt (Junos "[edit]")
+    banner: str | None = None  # a line shown above the prompt (Junos "[edit]"); "": a blank line
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +156,15 @@ class Platform:
     def match(self, words: list[str], mode: str) -> CommandMatch | CommandMiss:
         """Match typed words against the mode's commands, accepting unique keyword prefixes."""
         best_miss = CommandMiss(position=0, incomplete=False)
-        candidates: list[tuple[int, CommandMatch]] = []
+        candidates: list[tuple[tuple[int, int], CommandMatch]] = []
         for spec in self.commands_for(mode):
             outcome = _match_spec(spec, words)
             if isinstance(outcome, CommandMatch):
                 exact = sum(1 for tok, word in zip(spec.tokens, words, strict=False)
                             if tok.kind is None and tok.text == word.lower())
-                candidates.append((exact, outcome))
+                # A word a keyword accepts is that keyword, not an argument (`sh int st`).
+                keywords = sum(1 for tok in spec.tokens[:len(words)] if tok.kind is None)
+                candidates.append(((exact, keywords), outcome))
             elif (outcome.position, outcome.incomplete) > (best_miss.position,
                                                            best_miss.incomplete):
                 best_miss = outcome

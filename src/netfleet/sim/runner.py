@@ -89,7 +89,7 @@ async def serve(options: SimOptions, on_ready: Callable[[Started], None] | None 
             return
         config = uvicorn.Config(create_app(sim), host=options.control_host,
                                 port=options.control_port, log_config=None, lifespan="off",
-                                access_log=False)
+                                access_log=False, log_level="warning")
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         # uvicorn offers only a `started` flag to learn that it is listening.

@@ -69,7 +69,9 @@ class Shell:
 
     def prompt_block(self) -> str:
         banner = self.platform.modes[self.mode].banner
-        return (NL + banner + NL if banner else "") + self.prompt()
+        if banner is None:
+            return self.prompt()
+        return NL + (banner + NL if banner else "") + self.prompt()  # "": just a blank line
 
     def _vars(self) -> dict[str, str]:
         interface = str(self._context.get("interface", ""))

@@ -123,9 +123,10 @@ class DeviceView:
         return self.mac(0)
 
     def mac(self, port: int) -> str:
+        # Locally administered (0x02…), unique per device index, consecutive per port.
         raw = mix(self.device.seed, self.device.index, 0x3AC) & 0xFFFFFF
-        return f"00{0x1C00 + (self.device.index >> 16) & 0xFF:02x}" \
-               f"{self.device.index & 0xFFFF:04x}{(raw + port) & 0xFFFFFF:06x}"[:12]
+        value = (0x02 << 40) | ((self.device.index & 0xFFFF) << 24) | ((raw + port) & 0xFFFFFF)
+        return f"{value:012x}"
 
     # time
     @cached_property
