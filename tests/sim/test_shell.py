@@ -7,6 +7,7 @@ import pytest
 from netfleet.sim.fleet import FleetFactory
 from netfleet.sim.shell import Shell
 from netfleet.sim.state import Device
+from netfleet.sim.views import DeviceView
 
 
 @pytest.fixture
@@ -118,3 +119,8 @@ def test_pipes_filter_output(shell: Shell) -> None:
 def test_exit_in_exec_mode_ends_the_session(shell: Shell) -> None:
     assert shell.handle_line("exit").close
     assert shell.closed
+
+
+def test_every_port_has_its_own_mac(device: Device) -> None:
+    macs = [i.mac for i in DeviceView(device, device.platform, 0.0).interfaces() if i.physical]
+    assert len(macs) == len(set(macs)) > 1

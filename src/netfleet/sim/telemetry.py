@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 _MASK = (1 << 64) - 1
 _TAU = 2.0 * math.pi
@@ -98,6 +99,36 @@ class _Wave:
         return self.base * total
 
 
+@lru_cache(maxsize=16_384)
+def _cpu_wave(seed: int, index: int) -> _Wave:
+    return _Wave(1.0, (seed, index, 0xC1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """The fixed parameters of one direction of one interface."""
+
+    wave: _Wave  # octets per second over time
+    packet_size: float
+    error_ratio: float
+
+
+@lru_cache(maxsize=65_536)
+def _link(seed: int, index: int, port: int, direction: int, speed_bps: int,
+          throughput_factor: float, error_factor: float) -> _Link:
+    # Cached: deriving the parameters hashes a dozen times, and `show interfaces` on a 48-port
+    # switch needs them for 96 links. Bounded, so idle devices cost nothing.
+    util = between(0.02, 0.35, seed, index, port, direction, 0xA0) * throughput_factor
+    ratio = between(1e-7, 5e-6, seed, index, port, 0xE0)
+    if error_factor:
+        ratio = max(ratio * error_factor, 2e-4)
+    return _Link(
+        wave=_Wave(util * speed_bps / 8.0, (seed, index, port, direction)),
+        packet_size=between(400.0, 1200.0, seed, index, port, direction, 0xA1),
+        error_ratio=ratio,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Counters:
     """One direction of one interface at one instant."""
@@ -128,7 +159,7 @@ class DeviceTelemetry:
     def cpu_percent(self, t: float) -> float:
         """CPU busy % at t: a smooth daily and hourly swing plus per-5-second noise."""
         base = between(8.0, 35.0, self._seed, self.index, 0xC0)
-        swing = _Wave(1.0, (self._seed, self.index, 0xC1)).value(t) - 1.0
+        swing = _cpu_wave(self._seed, self.index).value(t) - 1.0
         noise = between(-3.0, 3.0, self._seed, self.index, int(t // 5), 0xC2)
         return min(99.0, max(1.0, base * (1.0 + swing) + noise))
 
@@ -157,33 +188,27 @@ class DeviceTelemetry:
                 for i in range(count)]
 
     # -- interfaces ------------------------------------------------------------------------
-    def _wave(self, port: int, direction: int) -> _Wave:
-        util = between(0.02, 0.35, self._seed, self.index, port, direction, 0xA0)
-        if self.degradation is not None:
-            util *= self.degradation.throughput_factor
-        return _Wave(util * self.speed_bps / 8.0, (self._seed, self.index, port, direction))
-
-    def _packet_size(self, port: int, direction: int) -> float:
-        return between(400.0, 1200.0, self._seed, self.index, port, direction, 0xA1)
+    def _link(self, port: int, direction: int) -> _Link:
+        throughput = self.degradation.throughput_factor if self.degradation else 1.0
+        errors = self.degradation.error_factor if self.degradation else 0.0
+        return _link(self._seed, self.index, port, direction, self.speed_bps, throughput,
+                     errors)
 
     def error_ratio(self, port: int) -> float:
-        ratio = between(1e-7, 5e-6, self._seed, self.index, port, 0xE0)
-        if self.degradation is not None:
-            ratio = max(ratio * self.degradation.error_factor, 2e-4)
-        return ratio
+        return self._link(port, 0).error_ratio
 
     def counters(self, port: int, direction: int, t: float) -> Counters:
         """Counters since boot and rates over the last RATE_WINDOW seconds (direction 0=in)."""
-        wave = self._wave(port, direction)
+        link = self._link(port, direction)
+        wave, size = link.wave, link.packet_size
         t = max(t, self.boot + 1.0)
         octets = wave.integral(self.boot, t)
         start = max(self.boot, t - self.RATE_WINDOW)
         window_octets = wave.integral(start, t)
-        size = self._packet_size(port, direction)
         packets = octets / size
         # Output errors are rarer than input errors (CRC, runts) on real links.
         share = 1.0 if direction == 0 else 0.1
-        errors = int(packets * self.error_ratio(port) * share)
+        errors = int(packets * link.error_ratio * share)
         span = t - start
         return Counters(
             octets=int(octets),
