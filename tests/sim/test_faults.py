@@ -124,3 +124,15 @@ async def test_exec_channel_runs_one_command(sim: RunningSim) -> None:
                                 password=device.password, known_hosts=None) as conn:
         result = await conn.run("show version", check=False)
     assert "uptime is" in str(result.stdout)
+
+
+async def test_keyboard_interactive_login_works_like_password(sim: RunningSim) -> None:
+    device = sim.add(1, "cisco_ios")[0]
+    async with asyncssh.connect(device.address, sim.port, username=device.username,
+                                password=device.password, known_hosts=None,
+                                preferred_auth="keyboard-interactive") as conn:
+        assert conn.get_extra_info("username") == device.username
+    with pytest.raises(asyncssh.PermissionDenied):
+        await asyncssh.connect(device.address, sim.port, username=device.username,
+                               password="wrong", known_hosts=None,
+                               preferred_auth="keyboard-interactive")

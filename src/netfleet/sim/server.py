@@ -75,6 +75,18 @@ class _Login(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return True
 
+    def kbdint_auth_supported(self) -> bool:
+        # Real boxes offer keyboard-interactive too; OpenSSH's `ssh` prefers it to password.
+        return True
+
+    def get_kbdint_challenge(self, username: str, lang: str,
+                             submethods: str) -> tuple[str, str, str, list[tuple[str, bool]]]:
+        return "", "", "", [("Password: ", False)]
+
+    async def validate_kbdint_response(self, username: str,
+                                       responses: Sequence[str]) -> bool:
+        return len(responses) == 1 and await self.validate_password(username, responses[0])
+
     async def validate_password(self, username: str, password: str) -> bool:
         device = self._device
         if device is None:
