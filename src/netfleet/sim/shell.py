@@ -111,7 +111,7 @@ class Shell:
         return Reply(erase + self.prompt_block())
 
     def interrupt(self) -> Reply:
-        """Ctrl-C: abandon a question or pager; in config mode IOS-style devices go to exec."""
+        """Ctrl-C: abandon a pending question (a secret, a confirmation) or the pager."""
         self._question, self._pages, self.echo = None, [], True
         return Reply("^C" + NL + self.prompt_block())
 
