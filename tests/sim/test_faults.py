@@ -136,3 +136,19 @@ async def test_keyboard_interactive_login_works_like_password(sim: RunningSim) -
         await asyncssh.connect(device.address, sim.port, username=device.username,
                                password="wrong", known_hosts=None,
                                preferred_auth="keyboard-interactive")
+
+
+async def test_non_ssh_clients_are_hung_up_on_without_leaking(sim: RunningSim) -> None:
+    device = sim.add(1, "cisco_ios")[0]
+    for payload in (b"", b"GET / HTTP/1.1\r\n\r\n", bytes(range(256)) * 8):
+        reader, writer = await asyncio.open_connection(device.address, sim.port)
+        writer.write(payload)
+        await writer.drain()
+        if payload:
+            await asyncio.wait_for(reader.read(), 10)  # the device hangs up
+        writer.close()
+        await writer.wait_closed()
+    await wait_until_closed(sim, device)
+    session = await login(sim, device)
+    assert b"UTC" in await session.run("show clock")
+    await session.close()
