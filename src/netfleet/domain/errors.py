@@ -10,6 +10,7 @@
     ├── ParseError             output did not fit the parser                       "parse"
     ├── RenderError            a template could not be rendered (missing variable) "render"
     ├── InvalidInput           a request field is wrong; `.field` and `.fix`
+    ├── AccessDenied           no or a wrong API key (401), or a role too low (403)
     ├── NotFound
     ├── Conflict
     └── Overloaded             a queue is full; `.retry_after` seconds
@@ -79,6 +80,14 @@ class InvalidInput(NetfleetError):
         super().__init__(message)
         self.field = field
         self.fix = fix
+
+
+class AccessDenied(NetfleetError):
+    category = "access"
+
+    def __init__(self, message: str, *, authenticated: bool = False) -> None:
+        super().__init__(message)
+        self.authenticated = authenticated  # True: the key is valid but its role is too low
 
 
 class NotFound(NetfleetError):

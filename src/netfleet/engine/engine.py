@@ -1,0 +1,151 @@
+"""The engine: routes device tasks to their actors, enforces limits, reports results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from netfleet.domain.errors import Overloaded, ParseError
+from netfleet.domain.jobs import CommandOutput, DeviceResult, DeviceTask, ParseSpec, Status
+from netfleet.domain.ports import Driver, Parser, Target
+from netfleet.engine.actor import DeviceActor, Entry, now
+
+log = structlog.get_logger("netfleet.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    global_concurrency: int = 512  # device operations in flight, all devices together
+    per_device_sessions: int = 2  # one runs changes in order; another serves reads beside it
+    per_device_queue: int = 1_000
+    max_pending: int = 100_000
+    idle_timeout: float = 300.0  # close sessions unused this long
+    reconnect_backoff_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDeps:
+    resolve: Callable[[str], Awaitable[Target]]  # device name -> connection target
+    driver_for: Callable[[Target], Driver]
+    on_result: Callable[[DeviceResult], None]  # every status change of every device result
+    parser: Parser | None = None
+    differ: Callable[[str, Sequence[str], str], str] | None = None  # running, lines, platform
+
+
+class Engine:
+    def __init__(self, deps: EngineDeps, limits: Limits | None = None) -> None:
+        self.deps = deps
+        self.limits = limits or Limits()
+        self.gate = asyncio.Semaphore(self.limits.global_concurrency)
+        self.actors: dict[str, DeviceActor] = {}
+        self.sessions_opened = 0
+        self._reaper: asyncio.Task[None] | None = None
+
+    # -- submitting ------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return sum(a.pending for a in self.actors.values())
+
+    def submit(self, tasks: Sequence[DeviceTask]) -> list[DeviceResult]:
+        """Queue every task or none: a full queue raises Overloaded before anything is taken."""
+        self.admit(tasks)
+        self._start_reaper()
+        results = []
+        for task in tasks:
+            result = DeviceResult(job_id=task.job_id, device=task.device, queued_at=now())
+            self.report(result)
+            actor = self.actors.get(task.device)
+            if actor is None:
+                actor = self.actors[task.device] = DeviceActor(task.device, self)
+            actor.submit(Entry(task, result))
+            results.append(result)
+        return results
+
+    def admit(self, tasks: Sequence[DeviceTask]) -> None:
+        """Raise Overloaded if these tasks would not fit the queues right now."""
+        per_device: dict[str, int] = {}
+        for task in tasks:
+            per_device[task.device] = per_device.get(task.device, 0) + 1
+        if self.pending + len(tasks) > self.limits.max_pending:
+            raise Overloaded(f"{self.pending} device tasks are waiting; the limit is "
+                             f"{self.limits.max_pending}", retry_after=5.0)
+        for device, count in per_device.items():
+            actor = self.actors.get(device)
+            queued = actor.pending if actor else 0
+            if queued + count > self.limits.per_device_queue:
+                raise Overloaded(f"device {device} has {queued} tasks waiting; the limit is "
+                                 f"{self.limits.per_device_queue}", retry_after=2.0)
+
+    def cancel(self, job_id: str) -> int:
+        return sum(actor.cancel(job_id) for actor in list(self.actors.values()))
+
+    # -- called by actors ------------------------------------------------------------------
+    def report(self, result: DeviceResult) -> None:
+        try:
+            self.deps.on_result(result.model_copy(deep=True))
+        except Exception:
+            log.exception("result callback failed", device=result.device, job=result.job_id)
+
+    def actor_settled(self, actor: DeviceActor) -> None:
+        if actor.idle and not actor.slots:
+            self.actors.pop(actor.name, None)
+
+    def parsed(self, platform: str, command: str, raw: str,
+               spec: ParseSpec | None) -> CommandOutput:
+        output = CommandOutput(command=command, output=raw)
+        parser = self.deps.parser
+        kind = spec.kind if spec else "textfsm"
+        if parser is None or kind == "none":
+            return output
+        try:
+            output.parsed = parser.parse(raw, platform=platform, command=command, kind=kind,
+                                         template=spec.template if spec else None)
+        except ParseError as exc:
+            if spec is not None:  # asked for explicitly: say why it failed
+                output.parse_error = exc.message
+        return output
+
+    def diff(self, running: str, lines: Sequence[str], platform: str) -> str:
+        if self.deps.differ is None:
+            return ""
+        return self.deps.differ(running, lines, platform)
+
+    # -- sessions --------------------------------------------------------------------------
+    @property
+    def open_sessions(self) -> int:
+        return sum(a.open_sessions for a in self.actors.values())
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap(), name="netfleet-session-reaper")
+
+    async def _reap(self) -> None:
+        interval = max(0.5, min(30.0, self.limits.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            for actor in list(self.actors.values()):
+                await actor.close_idle(self.limits.idle_timeout)
+                self.actor_settled(actor)
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for actor in list(self.actors.values()):
+            await actor.close()
+        await asyncio.sleep(0)
+
+    def stats(self) -> dict[str, Any]:
+        return {"actors": len(self.actors), "pending": self.pending,
+                "open_sessions": self.open_sessions, "sessions_opened": self.sessions_opened,
+                "running": sum(len(a.running) for a in self.actors.values())}
+
+
+def final(result: DeviceResult) -> bool:
+    return Status(result.status).final
