@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -103,7 +104,7 @@ async def test_config_jobs_run_in_submission_order_on_one_session(
              for i in range(12)]
     results = await run(eng, rec, *tasks)
     assert all(r.status == Status.SUCCEEDED for r in results)
-    for earlier, later in zip(results, results[1:], strict=False):
+    for earlier, later in itertools.pairwise(results):
         assert earlier.finished_at and later.started_at
         assert later.started_at >= earlier.finished_at  # one after another, in order
     assert sim.run(lambda: device.running.interfaces["GigabitEthernet1/0/2"].description) \

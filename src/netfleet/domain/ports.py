@@ -67,7 +67,10 @@ class Driver(Protocol):
     def supports(self, platform: str) -> bool: ...
 
     async def open(self, target: Target) -> Session:
-        """Connect, authenticate, enable, disable paging. Raises ConnectError or AuthError."""
+        """Connect, authenticate, enable, disable paging.
+
+        Raises ConnectError, AuthError, CommandTimeout (no prompt after login) or SessionLost
+        (dropped during setup)."""
         ...
 
 
