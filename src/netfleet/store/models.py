@@ -1,0 +1,247 @@
+"""The tables, as SQLAlchemy declarative classes. Only store/ sees these; repos return records.
+
+Every change here needs a migration in store/migrations/versions/ (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out on every database. SQLite keeps no zone, so values are
+    stored as naive UTC there and given their zone back on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: netfleet stores aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL: it can be indexed and has containment (`tags @> '["core"]'`).
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# For nullable JSON columns: Python None is SQL NULL, not the JSON value null.
+JSONOrNull = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# 64-bit ids for tables that grow with use; SQLite only auto-increments INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Deterministic constraint names, so migrations can name what they alter or drop.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(), dict[str, Any]: JSONType, list[str]: JSONType,
+        list[dict[str, Any]]: JSONType}
+
+
+class CredentialProfileRow(Base):
+    __tablename__ = "credential_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    username: Mapped[str] = mapped_column(String(255))
+    # Fernet tokens (store/secrets.py), never plaintext.
+    password_enc: Mapped[str | None] = mapped_column(Text)
+    enable_secret_enc: Mapped[str | None] = mapped_column(Text)
+    ssh_key_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        # Selectors filter on platform and site; both have few distinct values, so these help
+        # mostly at fleet sizes where a scan starts to show (tens of thousands).
+        Index(None, "platform"),
+        Index(None, "site"),
+        # Postgres does not index foreign keys itself; without this, deleting a profile scans
+        # every device to check that none still uses it.
+        Index(None, "credential_profile_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique index doubles as the index for get-by-name, name globs (prefix LIKE/GLOB) and
+    # keyset pagination (ORDER BY name).
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    platform: Mapped[str] = mapped_column(String(64))
+    driver: Mapped[str | None] = mapped_column(String(64))  # None: the platform's default
+    site: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    vars: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    credential_profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credential_profiles.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeviceFactsRow(Base):
+    """The current facts of a device: one row per device, replaced on every collection."""
+
+    __tablename__ = "device_facts"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str | None] = mapped_column(String(255))
+    serial: Mapped[str | None] = mapped_column(String(255))
+    os_version: Mapped[str | None] = mapped_column(String(255))
+    uptime_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    collected_at: Mapped[datetime]
+
+
+class DeviceFactsHistoryRow(Base):
+    """One row per changed fact (field, old, new, at)."""
+
+    __tablename__ = "device_facts_history"
+    __table_args__ = (
+        # The only query: a device's history, newest first. Also serves the cascade on delete.
+        Index(None, "device_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(32))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="role"),
+        # verify(token) looks the key up by its prefix, then compares hashes in constant time.
+        Index(None, "prefix"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole token
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+# Listing jobs shows top-level jobs only (parent_id IS NULL). A bulk job over 10,000 devices
+# has 10,000 children created in the same instant, so a plain created_at index would make
+# "newest 50 jobs" step over them; partial indexes hold only the rows the listing can return.
+_TOP_LEVEL = text("parent_id IS NULL")
+
+
+class JobRow(Base):
+    """A job as submitted (parent_id NULL), or one device's part of it (a child)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("kind IN ('command', 'config', 'facts')", name="kind"),
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out')",
+            name="status"),
+        # GET /jobs, newest first.
+        Index("ix_jobs_top_created_at", "created_at",
+              postgresql_where=_TOP_LEVEL, sqlite_where=_TOP_LEVEL),
+        # GET /jobs?status=running, newest first.
+        Index("ix_jobs_top_status_created_at", "status", "created_at",
+              postgresql_where=_TOP_LEVEL, sqlite_where=_TOP_LEVEL),
+        # A job's children: GET /jobs/{id}, cancel, and the cascade when a job is deleted.
+        Index(None, "parent_id"),
+        # SET NULL on device delete would otherwise scan every job.
+        Index(None, "device_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4, made by the client
+    kind: Mapped[str] = mapped_column(String(16))
+    # Children keep {} and run their parent's spec.
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    selector: Mapped[dict[str, Any] | None] = mapped_column(JSONOrNull)
+    status: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Counters kept up to date as children finish, so progress and completion are one row
+    # read (and one atomic UPDATE) rather than a count over thousands of children.
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobResultRow(Base):
+    """The outcome on one device: one row per child job, updated in place across attempts."""
+
+    __tablename__ = "job_results"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out')",
+            name="status"),
+        # "What ran on this device?": filter job listings by device name. By name, not id,
+        # so a device's history outlives the device.
+        Index(None, "device_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Unique: a result belongs to exactly one child job, and this is how results of a job are
+    # found (jobs.parent_id -> children -> results).
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    device_name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    diff: Mapped[str | None] = mapped_column(Text)  # a config dry run: running vs. wanted
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    session_reused: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
