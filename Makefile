@@ -14,7 +14,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/netfleet sim --devices 50 --out fleet.yaml
+	$(BIN)/netfleet up --simulate 200
 
 test: lint typecheck unit
 
@@ -29,6 +29,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/netfleet bench sim
+	$(BIN)/netfleet bench jobs
 
 # Re-pin after changing dependencies in pyproject.toml (needs uv: `pip install uv`).
 lock:

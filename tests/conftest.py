@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -14,6 +16,7 @@ import pytest
 from netfleet.sim.fleet import FleetFactory
 from netfleet.sim.server import SimServer
 from netfleet.sim.state import Device, Faults
+from netfleet.store import create_engine, migrate
 
 T = TypeVar("T")
 
@@ -88,3 +91,39 @@ def netmiko_params(sim: RunningSim) -> Callable[[Device], dict[str, Any]]:
         return out
 
     return params
+
+
+# -- databases: SQLite files and the real PostgreSQL on this machine --------------------
+
+# A role allowed to CREATE DATABASE, and a database to connect to while doing it.
+PG_ADMIN = os.environ.get("NETFLEET_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _admin(sql: str) -> None:
+    # CREATE/DROP DATABASE cannot run inside a transaction.
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(sql)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    name = f"netfleet_test_{secrets.token_hex(6)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    try:
+        asyncio.run(migrate(url))
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'netfleet.db'}"
+    asyncio.run(migrate(url))
+    return url

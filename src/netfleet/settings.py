@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     secret_key_file: Path = Path("./.netfleet/secret.key")
     redis_url: str | None = Field(None, repr=False)
+    # Signs webhook deliveries (HMAC-SHA256); unset: derived from the secret key.
+    webhook_secret: SecretStr | None = None
     partitions: int = 64
     host: str = "127.0.0.1"
     port: int = 8000

@@ -206,7 +206,7 @@ async def test_cancel_stops_queued_work(engine: Any, sim: RunningSim) -> None:
     second = DeviceTask(job_id=job_id(), device=device.name, kind=JobKind.CONFIG,
                         lines=["vlan 9"])
     eng.submit([first, second])
-    assert eng.cancel(second.job_id) == 1
+    assert eng.cancel({second.job_id}) == 1
     done_first, done_second = await rec.wait([(first.job_id, device.name),
                                               (second.job_id, device.name)])
     assert done_first.status == Status.SUCCEEDED

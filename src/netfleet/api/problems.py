@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netfleet.domain.errors import (
+    AccessDenied,
     Conflict,
     InvalidInput,
     NetfleetError,
@@ -20,6 +21,7 @@ from netfleet.domain.errors import (
 )
 
 PROBLEM = "application/problem+json"
+MAX_ERRORS = 1000  # listed in one response; the detail says how many there are
 
 STATUS: list[tuple[type[NetfleetError], int]] = [
     (NotFound, 404),
@@ -40,6 +42,8 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def status_for(exc: NetfleetError) -> int:
+    if isinstance(exc, AccessDenied):
+        return 403 if exc.authenticated else 401
     for cls, status in STATUS:
         if isinstance(exc, cls):
             return status
@@ -50,7 +54,10 @@ async def _netfleet_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NetfleetError)
     extra: dict[str, Any] = {"category": exc.category}
     if isinstance(exc, InvalidInput):
-        extra["errors"] = [{"field": exc.field, "message": exc.message, "fix": exc.fix}]
+        # An inventory import reports every problem at once (InventoryError.problems).
+        found = getattr(exc, "problems", None) or [exc]
+        extra["errors"] = [{"field": p.field, "message": p.message, "fix": p.fix}
+                           for p in found[:MAX_ERRORS]]
     if isinstance(exc, Overloaded):
         extra["retry_after"] = exc.retry_after
     status = status_for(exc)

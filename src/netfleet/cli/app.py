@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from netfleet import __version__, log
-from netfleet.cli import bench, sim
+from netfleet.cli import bench, credentials, devices, jobs, keys, sim, up
 
 app = typer.Typer(
     name="netfleet",
@@ -17,6 +17,12 @@ app = typer.Typer(
 )
 app.add_typer(sim.app, name="sim")
 app.add_typer(bench.app, name="bench")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(devices.app, name="devices")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(keys.app, name="keys")
+app.command("run")(jobs.run)
+app.command("up")(up.up)
 
 
 def _version(value: bool) -> None:

@@ -22,3 +22,17 @@ def sim(
 
     result = asyncio.run(bench_sim.run(devices=devices, sessions=sessions, commands=commands))
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("jobs")
+def jobs(
+    devices: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    samples: Annotated[int, typer.Option(min=10)] = 200,
+    baseline_jobs: Annotated[int, typer.Option(min=3)] = 20,
+) -> None:
+    """Job latency (p50/p99), bulk device-commands/s, and a Netmiko FIFO-worker baseline."""
+    from netfleet.bench import jobs as bench_jobs
+
+    result = asyncio.run(bench_jobs.run(devices=devices, samples=samples,
+                                        baseline_jobs=baseline_jobs))
+    typer.echo(json.dumps(result, indent=2))

@@ -31,8 +31,8 @@ class Status(enum.StrEnum):
 class ParseSpec(BaseModel):
     """How to parse command output: ntc-templates by default, or TTP / regex / own TextFSM."""
 
-    kind: str = Field("textfsm", pattern="^(textfsm|ttp|regex|none)$")
-    template: str | None = Field(None, max_length=100_000)
+    kind: str = Field(default="textfsm", pattern="^(textfsm|ttp|regex|none)$")
+    template: str | None = Field(default=None, max_length=100_000)
 
 
 class DeviceTask(BaseModel):
@@ -47,7 +47,7 @@ class DeviceTask(BaseModel):
     save: bool = False
     ordered: bool = False  # a read that waits behind queued changes
     parse: ParseSpec | None = None
-    timeout: float = Field(60.0, gt=0, le=3600)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
 
     @property
     def is_change(self) -> bool:
@@ -83,21 +83,21 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: JobKind
-    device: str | None = Field(None, description="one device by name")
+    device: str | None = Field(default=None, description="one device by name")
     where: list[str] = Field(default_factory=list, max_length=20,
                              description="selector terms, AND-ed: name=ios-*, tag=core, "
                                          "platform=cisco_ios, site=lab1")
     commands: list[str] = Field(default_factory=list, max_length=100)
     lines: list[str] = Field(default_factory=list, max_length=10_000)
-    template: str | None = Field(None, max_length=200_000,
+    template: str | None = Field(default=None, max_length=200_000,
                                  description="Jinja2 config template, rendered per device")
     vars: dict[str, Any] = Field(default_factory=dict)
     dry_run: bool = False
     save: bool = False
     ordered: bool = False
     parse: ParseSpec | None = None
-    timeout: float = Field(60.0, gt=0, le=3600)
-    webhook: str | None = Field(None, max_length=2000, pattern="^https?://")
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    webhook: str | None = Field(default=None, max_length=2000, pattern="^https?://")
 
 
 class JobView(BaseModel):

@@ -19,6 +19,7 @@ class Target:
     password: str | None = field(default=None, repr=False)
     enable_secret: str | None = field(default=None, repr=False)
     ssh_key: str | None = field(default=None, repr=False)  # private key, OpenSSH PEM text
+    driver: str | None = None  # None: the first driver that supports the platform
     connect_timeout: float = 15.0
     command_timeout: float = 30.0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -80,15 +81,15 @@ class DeviceActor:
         (self.ordered if entry.task.is_change or entry.task.ordered else self.reads).append(entry)
         self._pump()
 
-    def cancel(self, job_id: str) -> int:
+    def cancel(self, job_ids: Collection[str]) -> int:
         cancelled = 0
         for lane in (self.ordered, self.reads):
-            for entry in [e for e in lane if e.task.job_id == job_id]:
+            for entry in [e for e in lane if e.task.job_id in job_ids]:
                 lane.remove(entry)
                 self._finish(entry, Status.CANCELLED, "cancelled", "cancelled before it ran")
                 cancelled += 1
         for entry in list(self.running):
-            if entry.task.job_id == job_id and entry.runner is not None:
+            if entry.task.job_id in job_ids and entry.runner is not None:
                 entry.runner.cancel()
                 cancelled += 1
         return cancelled

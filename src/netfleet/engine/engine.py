@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +81,9 @@ class Engine:
                 raise Overloaded(f"device {device} has {queued} tasks waiting; the limit is "
                                  f"{self.limits.per_device_queue}", retry_after=2.0)
 
-    def cancel(self, job_id: str) -> int:
-        return sum(actor.cancel(job_id) for actor in list(self.actors.values()))
+    def cancel(self, job_ids: Collection[str]) -> int:
+        """Cancel these (per-device) jobs: queued ones at once, running ones mid-way."""
+        return sum(actor.cancel(job_ids) for actor in list(self.actors.values()))
 
     # -- called by actors ------------------------------------------------------------------
     def report(self, result: DeviceResult) -> None:

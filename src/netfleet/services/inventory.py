@@ -8,6 +8,9 @@ YAML:  devices: [{name, host, port, platform, driver, site, tags, vars, credenti
        credentials: {<profile>: {username, password, enable_secret, ssh_key}}   (inline), and/or
        credentials_file: fleet.secrets.yaml   (same `credentials:` mapping; relative to the file)
 CSV:   name,host,port,platform,site,tags,credentials   (tags separated by ';'; driver optional)
+
+Uploads (the API) go through `load_upload`: the secrets file comes with the request and
+`credentials_file` resolves to it, never to a file on the server.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -106,7 +109,39 @@ def _read(path: Path, field: str = "path") -> str:
                            fix="check the file's permissions and that it is UTF-8 text") from None
 
 
-def parse_yaml(text: str, *, source: str = "<yaml>", base_dir: Path | None = None) -> Inventory:
+def load_upload(filename: str, data: bytes,
+                secrets: tuple[str, bytes] | None = None) -> Inventory:
+    """Check an inventory sent over HTTP: `secrets` is (file name, content) of the file its
+    `credentials_file` names. Nothing is read from, or written to, the server's disk."""
+    name = PurePosixPath(filename.replace("\\", "/")).name or "inventory"
+    suffix = PurePosixPath(name).suffix.lower()
+    text = _decode(data, "file")
+    if suffix == ".csv":
+        if secrets is not None:
+            raise InvalidInput("a CSV inventory names no credentials_file", field="secrets",
+                               fix="leave the secrets part out, or import a YAML inventory "
+                                   "with credentials_file")
+        return parse_csv(text, source=name)
+    if suffix not in (".yaml", ".yml"):
+        raise InvalidInput(f"{name}: cannot tell the format from the suffix {suffix!r}",
+                           field="file", fix="name the file .yaml, .yml or .csv")
+    uploaded = {} if secrets is None else {
+        PurePosixPath(secrets[0].replace("\\", "/")).name: _decode(secrets[1], "secrets")}
+    return parse_yaml(text, source=name, uploaded=uploaded)
+
+
+def _decode(data: bytes, field: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the {field} part is not UTF-8 text", field=field,
+                           fix="save the file as UTF-8") from None
+
+
+def parse_yaml(text: str, *, source: str = "<yaml>", base_dir: Path | None = None,
+               uploaded: Mapping[str, str] | None = None) -> Inventory:
+    """`uploaded`: the files sent with an upload, by name; `credentials_file` then resolves
+    among them (by its last path component) instead of against `base_dir`."""
     data = _yaml(text, source)
     if data is None:
         data = {}
@@ -123,7 +158,10 @@ def parse_yaml(text: str, *, source: str = "<yaml>", base_dir: Path | None = Non
     if inline is not None:
         _profiles(inline, "credentials", profiles, problems)
     if (secrets_file := data.get("credentials_file")) is not None:
-        _secrets_file(secrets_file, base_dir or Path("."), profiles, problems)
+        if uploaded is None:
+            _secrets_file(secrets_file, base_dir or Path("."), profiles, problems)
+        else:
+            _uploaded_secrets(secrets_file, uploaded, profiles, problems)
     devices = data.get("devices")
     if devices is None:
         devices = []
@@ -142,7 +180,14 @@ def _yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        raise InventoryError(source, [InvalidInput(f"not valid YAML: {exc}", field=where,
+        # Not str(exc): with the pure-Python loader it quotes the offending line, which in a
+        # secrets file is a password.
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        context = getattr(exc, "context", None)
+        context_mark = getattr(exc, "context_mark", None)
+        if context and context_mark is not None:
+            problem = f"{problem} ({context} at line {context_mark.line + 1})"
+        raise InventoryError(source, [InvalidInput(f"not valid YAML: {problem}", field=where,
                                                    fix="fix the YAML syntax at that line")]
                              ) from None
 
@@ -156,16 +201,42 @@ def _secrets_file(value: object, base_dir: Path, profiles: dict[str, CredentialS
         return
     path = base_dir / value
     try:
-        data = _yaml(_read(path, "credentials_file"), str(path))
-    except InventoryError as exc:
-        problems.extend(InvalidInput(f"{path}: {p.message}", field=p.field, fix=p.fix)
-                        for p in exc.problems)
-        return
+        text = _read(path, "credentials_file")
     except InvalidInput as exc:
         problems.append(exc)
         return
+    _secrets_text(text, str(path), value, profiles, problems)
+
+
+def _uploaded_secrets(value: object, uploaded: Mapping[str, str],
+                      profiles: dict[str, CredentialSpec], problems: list[InvalidInput]) -> None:
+    name = PurePosixPath(value.replace("\\", "/")).name if isinstance(value, str) else ""
+    if not name:
+        problems.append(InvalidInput("credentials_file is not a file name",
+                                     field="credentials_file", fix="give a file name, e.g. "
+                                                                   "fleet.secrets.yaml"))
+        return
+    if name not in uploaded:
+        sent = f" (the secrets part sent is {', '.join(sorted(uploaded))})" if uploaded else ""
+        problems.append(InvalidInput(f"credentials_file {name} was not uploaded{sent}",
+                                     field="credentials_file",
+                                     fix=f"send {name} as the `secrets` part (the SDK and "
+                                         "`netfleet devices import` do when it is beside the "
+                                         "inventory)"))
+        return
+    _secrets_text(uploaded[name], name, name, profiles, problems)
+
+
+def _secrets_text(text: str, label: str, value: str, profiles: dict[str, CredentialSpec],
+                  problems: list[InvalidInput]) -> None:
+    try:
+        data = _yaml(text, label)
+    except InventoryError as exc:
+        problems.extend(InvalidInput(f"{label}: {p.message}", field=p.field, fix=p.fix)
+                        for p in exc.problems)
+        return
     if not isinstance(data, Mapping) or set(data) != {"credentials"}:
-        problems.append(InvalidInput(f"{path} does not hold only a `credentials:` mapping",
+        problems.append(InvalidInput(f"{label} does not hold only a `credentials:` mapping",
                                      field="credentials_file",
                                      fix="write credentials: {<profile>: {username, password}}"))
         return

@@ -47,6 +47,17 @@ class CredentialRepo:
             found.update((await self.session.execute(stmt)).scalars())
         return found
 
+    async def devices_using(self, profiles: Sequence[str]) -> list[str]:
+        """Names of the devices that log in with any of these profiles."""
+        names: list[str] = []
+        for chunk in chunked(profiles):
+            stmt = (select(DeviceRow.name)
+                    .join(CredentialProfileRow,
+                          CredentialProfileRow.id == DeviceRow.credential_profile_id)
+                    .where(CredentialProfileRow.name.in_(chunk)))
+            names.extend((await self.session.execute(stmt)).scalars())
+        return names
+
     async def reveal(self, name: str) -> Credentials:
         """The profile's secrets in plaintext. For opening sessions only: never return this
         from an API or put it in a log."""

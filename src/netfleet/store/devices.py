@@ -98,7 +98,8 @@ class DeviceRepo:
             for device, profile in await self.session.execute(stmt):
                 out[device.name] = None if profile is None else Target(
                     name=device.name, host=device.host, port=device.port,
-                    platform=device.platform, username=profile.username,
+                    platform=device.platform, driver=device.driver,
+                    username=profile.username,
                     password=self._open(profile.password_enc),
                     enable_secret=self._open(profile.enable_secret_enc),
                     ssh_key=self._open(profile.ssh_key_enc))

@@ -1,0 +1,24 @@
+"""The FastAPI app factory. Nothing is built at import time: bootstrap passes the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from netfleet import __version__
+from netfleet.api import problems
+from netfleet.api.routers import credentials, devices, health, jobs, keys, templates
+
+
+def create_app(services: Any) -> FastAPI:
+    app = FastAPI(title="netfleet", version=__version__,
+                  description="Commands and config for fleets of network devices.")
+    app.state.services = services
+    problems.install(app)
+    v1 = APIRouter(prefix="/api/v1")
+    for module in (devices, credentials, jobs, keys, templates):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,134 @@
+"""The composition root: builds the object graph for each role. Nothing else wires objects."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+
+from netfleet.api.app import create_app
+from netfleet.domain.ports import Target
+from netfleet.drivers import driver_for
+from netfleet.engine import Engine, EngineDeps, Limits
+from netfleet.parsing import Parsers
+from netfleet.rendering.diff import config_diff
+from netfleet.rendering.jinja import config_lines, default_renderer
+from netfleet.services.jobs import JobService
+from netfleet.services.webhooks import WebhookSender
+from netfleet.settings import Settings
+from netfleet.store import Store, migrate
+from netfleet.store.secrets import load_key
+
+
+class Keys:
+    """API keys as the API layer needs them: verify a token to (name, role).
+
+    A verified key is remembered for a few seconds, so a burst of requests costs one database
+    lookup; revoking through `revoke` forgets it at once.
+    """
+
+    TTL = 5.0
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: dict[str, tuple[float, int, str, str]] = {}
+
+    async def verify(self, token: str) -> tuple[str, str] | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._known.get(digest)
+        if hit is not None and time.monotonic() - hit[0] < self.TTL:
+            return hit[2], hit[3]
+        async with self.store.transaction() as tx:
+            key = await tx.api_keys.verify(token)
+        if key is None:
+            self._known.pop(digest, None)
+            return None
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[digest] = (time.monotonic(), key.id, key.name, key.role)
+        return key.name, key.role
+
+    async def revoke(self, key_id: int) -> Any:
+        async with self.store.transaction() as tx:
+            key = await tx.api_keys.revoke(key_id)
+        self._known = {d: v for d, v in self._known.items() if v[1] != key_id}
+        return key
+
+    async def create(self, name: str, role: str) -> tuple[Any, str]:
+        async with self.store.transaction() as tx:
+            new = await tx.api_keys.create(name, role)
+        return new.key, new.token
+
+
+@dataclass
+class Services:
+    """Everything the API and CLI use, built once per process."""
+
+    settings: Settings
+    store: Store
+    jobs: JobService
+    keys: Keys
+    parsers: Parsers
+    webhooks: WebhookSender
+
+    @property
+    def engine(self) -> Engine:
+        return self.jobs.engine
+
+    def render(self, template: str, variables: dict[str, Any]) -> str:
+        return default_renderer().render(template, variables)
+
+    @staticmethod
+    def config_lines(text: str) -> list[str]:
+        return config_lines(text)
+
+    async def close(self) -> None:
+        await self.jobs.close()
+        await self.webhooks.close()
+        self.parsers.close()
+        await self.store.close()
+
+
+def webhook_secret(settings: Settings) -> bytes:
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value().encode()
+    return hmac.new(load_key(settings), b"netfleet webhooks", hashlib.sha256).digest()
+
+
+def _driver(target: Target) -> Any:
+    return driver_for(target.platform, target.driver)
+
+
+async def build_services(settings: Settings, limits: Limits | None = None) -> Services:
+    """Migrate the database, then build the store, engine, parsers and services."""
+    await migrate(settings.database_url)
+    store = Store.from_settings(settings)
+    parsers = Parsers()
+    webhooks = WebhookSender(webhook_secret(settings))
+
+    def engine_factory(jobs: JobService) -> Engine:
+        return Engine(EngineDeps(
+            resolve=jobs.resolve, driver_for=_driver, on_result=jobs.on_result,
+            parser=parsers,
+            differ=lambda running, lines, platform: config_diff(running, lines,
+                                                               platform=platform)),
+            limits)
+
+    jobs = JobService(store=store, engine_factory=engine_factory,
+                      render=default_renderer().render, config_lines=config_lines,
+                      webhooks=webhooks)
+    return Services(settings=settings, store=store, jobs=jobs, keys=Keys(store),
+                    parsers=parsers, webhooks=webhooks)
+
+
+def build_app(services: Services) -> FastAPI:
+    return create_app(services)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)

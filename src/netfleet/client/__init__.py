@@ -1,0 +1,242 @@
+"""netfleet's Python SDK: a thin, typed client of the REST API (httpx).
+
+    from netfleet.client import Client
+    with Client.from_env() as nf:
+        job = nf.submit({"kind": "command", "where": ["tag=core"], "commands": ["show version"]})
+        done = nf.job(job.id, wait=30)
+
+API errors come back as netfleet's own exceptions (NotFound, InvalidInput, Overloaded, …).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import yaml
+
+from netfleet.domain.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidInput,
+    NetfleetError,
+    NotFound,
+    Overloaded,
+)
+from netfleet.domain.jobs import JobRequest, JobView
+
+__all__ = ["Client", "ClientConfig", "config_paths"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def config_paths() -> list[Path]:
+    """Where `netfleet up` writes, and the CLI reads, the server URL and API key."""
+    explicit = os.environ.get("NETFLEET_CLIENT_CONFIG")
+    if explicit:
+        return [Path(explicit)]
+    home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return [Path(".netfleet") / "client.yaml", home / "netfleet" / "client.yaml"]
+
+
+class ClientConfig:
+    def __init__(self, url: str, api_key: str | None) -> None:
+        self.url = url
+        self.api_key = api_key
+
+    @classmethod
+    def resolve(cls, url: str | None = None, api_key: str | None = None) -> ClientConfig:
+        """Flags first, then NETFLEET_URL / NETFLEET_API_KEY, then the config file."""
+        file: dict[str, Any] = {}
+        for path in config_paths():
+            if path.is_file():
+                file = yaml.safe_load(path.read_text()) or {}
+                break
+        return cls(
+            url=url or os.environ.get("NETFLEET_URL") or file.get("url") or DEFAULT_URL,
+            api_key=api_key or os.environ.get("NETFLEET_API_KEY") or file.get("api_key"),
+        )
+
+
+class Client:
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, *,
+                 timeout: float = 60.0) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers=headers,
+                                  timeout=timeout)
+
+    @classmethod
+    def from_env(cls, url: str | None = None, api_key: str | None = None) -> Client:
+        config = ClientConfig.resolve(url, api_key)
+        return cls(config.url, config.api_key)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport -------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise NetfleetError(f"cannot reach the netfleet API at {self._http.base_url}: "
+                                f"{exc}; is `netfleet up` running? (--url / NETFLEET_URL)"
+                                ) from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json() if response.content else None
+
+    # -- devices ---------------------------------------------------------------------------
+    def devices(self, where: list[str] | None = None, *, limit: int = 100,
+                after: str | None = None) -> dict[str, Any]:
+        """One page: {"devices": [...], "next": cursor}; pass `next` as `after` for the next."""
+        params: dict[str, Any] = {"limit": limit}
+        if where:
+            params["where"] = where
+        if after is not None:
+            params["after"] = after
+        result: dict[str, Any] = self._call("GET", "/devices", params=params)
+        return result
+
+    def device(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/devices/{name}")
+        return result
+
+    def add_device(self, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/devices", json=fields)
+        return result
+
+    def update_device(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Change the given fields only; None clears driver, site or credentials."""
+        result: dict[str, Any] = self._call("PATCH", f"/devices/{name}", json=fields)
+        return result
+
+    def remove_device(self, name: str) -> None:
+        self._call("DELETE", f"/devices/{name}")
+
+    def import_inventory(self, path: Path) -> dict[str, Any]:
+        """Upload a YAML or CSV inventory (with the secrets file its credentials_file names,
+        when that is beside it); returns created/updated/unchanged counts."""
+        files = {"file": (path.name, path.read_bytes())}
+        secrets = _secrets_beside(path)
+        if secrets is not None:
+            files["secrets"] = (secrets.name, secrets.read_bytes())
+        result: dict[str, Any] = self._call("POST", "/devices/import", files=files)
+        return result
+
+    # -- credentials profiles (secrets go in, never come back) -----------------------------
+    def add_credentials(self, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/credentials", json=fields)
+        return result
+
+    def credentials(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/credentials"))
+
+    def credential(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/credentials/{name}")
+        return result
+
+    def update_credentials(self, name: str, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PATCH", f"/credentials/{name}", json=fields)
+        return result
+
+    def remove_credentials(self, name: str) -> None:
+        self._call("DELETE", f"/credentials/{name}")
+
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, request: JobRequest | dict[str, Any]) -> JobView:
+        body = request if isinstance(request, dict) else request.model_dump(exclude_none=True)
+        return JobView.model_validate(self._call("POST", "/jobs", json=body))
+
+    def job(self, job_id: str, *, wait: float = 0) -> JobView:
+        params = {"wait": wait} if wait else {}
+        return JobView.model_validate(self._call("GET", f"/jobs/{job_id}", params=params,
+                                                 timeout=wait + 30))
+
+    def jobs(self, *, status: str | None = None, kind: str | None = None,
+             device: str | None = None, limit: int = 50, after: str | None = None
+             ) -> list[JobView]:
+        params = {k: v for k, v in {"status": status, "kind": kind, "device": device,
+                                    "limit": limit, "after": after}.items() if v is not None}
+        data = self._call("GET", "/jobs", params=params)
+        return [JobView.model_validate(j) for j in data["jobs"]]
+
+    def cancel(self, job_id: str) -> JobView:
+        return JobView.model_validate(self._call("DELETE", f"/jobs/{job_id}"))
+
+    # -- keys and templates ----------------------------------------------------------------
+    def create_key(self, name: str, role: str) -> dict[str, Any]:
+        """A new key; its `token` is in this answer only."""
+        result: dict[str, Any] = self._call("POST", "/keys", json={"name": name, "role": role})
+        return result
+
+    def keys(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/keys"))
+
+    def revoke_key(self, key_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/keys/{key_id}")
+        return result
+
+    def render(self, template: str, variables: dict[str, Any]) -> str:
+        return str(self._call("POST", "/templates/render",
+                              json={"template": template, "vars": variables})["text"])
+
+    def parse(self, output: str, *, platform: str, command: str, kind: str = "textfsm",
+              template: str | None = None) -> list[dict[str, Any]]:
+        body = {"output": output, "platform": platform, "command": command, "kind": kind,
+                "template": template}
+        return list(self._call("POST", "/templates/parse", json=body)["records"])
+
+
+# A top-level `credentials_file: name` line, found without parsing a 10,000-device file.
+_CREDENTIALS_FILE = re.compile(r"^credentials_file:.*$", re.MULTILINE)
+
+
+def _secrets_beside(path: Path) -> Path | None:
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return None
+    text = path.read_text(encoding="utf-8-sig")
+    found = _CREDENTIALS_FILE.search(text)
+    if found is None and "credentials_file" not in text:
+        return None
+    try:
+        data = yaml.safe_load(found.group(0) if found else text) or {}
+    except yaml.YAMLError:
+        return None  # the server says what is wrong with the file
+    name = data.get("credentials_file") if isinstance(data, dict) else None
+    if not name:
+        return None
+    candidate = path.parent / str(name)
+    return candidate if candidate.is_file() else None
+
+
+def _error(response: httpx.Response) -> NetfleetError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text}
+    detail = str(body.get("detail") or response.reason_phrase)
+    status = response.status_code
+    if status in (401, 403):
+        return AccessDenied(detail, authenticated=status == 403)
+    if status == 404:
+        return NotFound(detail)
+    if status == 409:
+        return Conflict(detail)
+    if status == 422:
+        errors = body.get("errors") or [{}]
+        return InvalidInput(detail, field=str(errors[0].get("field", "")),
+                            fix=str(errors[0].get("fix", "")))
+    if status == 429:
+        return Overloaded(detail, retry_after=float(response.headers.get("Retry-After", 1)))
+    return NetfleetError(f"HTTP {status}: {detail}")

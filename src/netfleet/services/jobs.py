@@ -1,0 +1,315 @@
+"""Jobs: turn a request into per-device tasks, run them on the engine, record the results.
+
+A job answers at once with its id. The store keeps a child job per device; the engine's task
+for a device carries that child id. Result updates are buffered and written in batches (the
+recorder); when every device of a job is final, its webhook fires and long-polls wake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import structlog
+
+from netfleet.domain.errors import InvalidInput, NotFound, RenderError
+from netfleet.domain.jobs import (
+    DeviceResult,
+    DeviceTask,
+    JobKind,
+    JobRequest,
+    JobView,
+    Status,
+)
+from netfleet.domain.ports import Target
+from netfleet.domain.selectors import Selector
+from netfleet.engine import Engine
+from netfleet.services.webhooks import WebhookSender
+from netfleet.store import Store
+from netfleet.store.records import Device, Facts, Job, JobDetail, JobResult, ResultUpdate
+
+log = structlog.get_logger("netfleet.jobs")
+
+TARGET_TTL = 60.0  # seconds a resolved target (credentials) is reused without a lookup
+
+
+@dataclass
+class _Running:
+    children: dict[str, str]  # child job id -> device
+    remaining: set[str]
+    webhook: str | None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def selector_for(request: JobRequest) -> Selector:
+    terms = list(request.where)
+    if request.device:
+        terms.append(f"name={request.device}")
+    try:
+        return Selector.parse(terms)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="device" if request.device and not request.where
+                           else "where", fix=exc.fix) from None
+
+
+def view(detail: JobDetail, *, with_results: bool = True) -> JobView:
+    job = detail.job
+    counts = {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled,
+              "pending": job.total - job.done}
+    return JobView(
+        id=job.id, kind=JobKind(job.kind), status=Status(job.status),
+        created_at=job.created_at, finished_at=job.finished_at, devices=job.total,
+        counts=counts, request=dict(job.spec),
+        results=[_result(job.id, r) for r in detail.results] if with_results else [],
+    )
+
+
+def _result(job_id: str, r: JobResult) -> DeviceResult:
+    return DeviceResult.model_validate({
+        "job_id": job_id, "device": r.device, "status": r.status, "category": r.category,
+        "message": r.message, "outputs": r.outputs, "diff": r.diff, "queued_at": r.queued_at,
+        "started_at": r.started_at, "finished_at": r.finished_at,
+        "session_reused": r.session_reused, "attempt": r.attempt,
+    })
+
+
+class JobService:
+    FLUSH_INTERVAL = 0.05
+    FLUSH_BATCH = 500
+
+    def __init__(self, *, store: Store, engine_factory: Callable[[JobService], Engine],
+                 render: Callable[[str, dict[str, Any]], str],
+                 config_lines: Callable[[str], list[str]],
+                 webhooks: WebhookSender | None = None) -> None:
+        self.store = store
+        self.render = render
+        self.config_lines = config_lines
+        self.webhooks = webhooks
+        self.engine = engine_factory(self)
+        self._running: dict[str, _Running] = {}
+        self._parent_of: dict[str, str] = {}
+        self._buffer: dict[str, DeviceResult] = {}
+        self._wake = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._targets: dict[str, tuple[float, Target | None]] = {}
+        self._notifying: set[asyncio.Task[None]] = set()
+
+    # -- submit ----------------------------------------------------------------------------
+    async def submit(self, request: JobRequest, requested_by: str = "") -> JobView:
+        _check(request)
+        selector = selector_for(request)
+        async with self.store.transaction(readonly=True) as tx:
+            devices = await self._devices(tx, selector)
+        if not devices:
+            raise InvalidInput("no device matches", field="where" if request.where else "device",
+                               fix="check the names with `netfleet devices list`")
+        names = [d.name for d in devices]
+        await self._cache_targets(names)
+        missing = [n for n in names if self._targets.get(n, (0, None))[1] is None]
+        if missing:
+            raise InvalidInput(f"no credentials for {', '.join(missing[:5])}"
+                               + (" …" if len(missing) > 5 else ""), field="device",
+                               fix="give the devices a credentials profile")
+        tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422 early
+        self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
+        spec = request.model_dump(mode="json", exclude_none=True,
+                                  exclude={"device", "where", "vars"})
+        async with self.store.transaction() as tx:
+            detail = await tx.jobs.create(request.kind.value, spec, selector,
+                                          requested_by=requested_by or None)
+        children = {r.job_id: r.device for r in detail.results if r.device in tasks}
+        self._running[detail.job.id] = _Running(children, set(children), request.webhook)
+        for child in children:
+            self._parent_of[child] = detail.job.id
+        self._start_recorder()
+        self.engine.submit([tasks[device].model_copy(update={"job_id": child})
+                            for child, device in children.items()])
+        return view(detail)
+
+    async def _devices(self, tx: Any, selector: Selector) -> list[Device]:
+        out: list[Device] = []
+        after: str | None = None
+        while True:
+            page = await tx.devices.find(selector, limit=1000, after=after)
+            out.extend(page.items)
+            after = page.next_cursor
+            if after is None:
+                return out
+
+    def _task(self, job_id: str, request: JobRequest, device: Device) -> DeviceTask:
+        lines = list(request.lines)
+        if request.kind is JobKind.CONFIG and request.template:
+            variables = {**device.vars,
+                         "device": {"name": device.name, "platform": device.platform,
+                                    "host": device.host, "site": device.site,
+                                    "tags": list(device.tags)},
+                         **request.vars}
+            try:
+                lines = self.config_lines(self.render(request.template, variables))
+            except RenderError as exc:
+                raise InvalidInput(f"{device.name}: {exc.message}", field="template",
+                                   fix="pass the variable in `vars` or in the device's vars"
+                                   ) from None
+        return DeviceTask(job_id=job_id, device=device.name, kind=request.kind,
+                          commands=list(request.commands), lines=lines,
+                          dry_run=request.dry_run, save=request.save, ordered=request.ordered,
+                          parse=request.parse, timeout=request.timeout)
+
+    # -- targets (credentials) for the engine ----------------------------------------------
+    async def _cache_targets(self, names: Sequence[str]) -> None:
+        now = time.monotonic()
+        stale = [n for n in names if now - self._targets.get(n, (-1e9, None))[0] > TARGET_TTL]
+        if not stale:
+            return
+        async with self.store.transaction(readonly=True) as tx:
+            found = await tx.devices.targets(stale)
+        for name in stale:
+            self._targets[name] = (now, found.get(name))
+
+    async def resolve(self, name: str) -> Target:
+        await self._cache_targets([name])
+        target = self._targets[name][1]
+        if target is None:
+            raise InvalidInput(f"device {name} has no credentials or no longer exists",
+                               field="device", fix="give it a credentials profile")
+        return target
+
+    def forget(self, names: Collection[str]) -> None:
+        """Inventory changed: drop cached targets so the next job reads them again."""
+        for name in names:
+            self._targets.pop(name, None)
+
+    # -- results ---------------------------------------------------------------------------
+    def on_result(self, result: DeviceResult) -> None:
+        """Engine callback (every status change): buffer; the recorder writes batches."""
+        self._buffer[result.job_id] = result
+        if len(self._buffer) >= self.FLUSH_BATCH or Status(result.status).final:
+            self._wake.set()
+
+    def _start_recorder(self) -> None:
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record(), name="netfleet-recorder")
+
+    async def _record(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.FLUSH_INTERVAL)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # the store hiccuped: the buffer is kept, try again
+                log.exception("recording results failed; retrying")
+                await asyncio.sleep(0.5)
+
+    async def flush(self) -> None:
+        batch, self._buffer = self._buffer, {}
+        if not batch:
+            return
+        updates = [_update(r) for r in batch.values()]
+        facts = [(r.device, r.facts) for r in batch.values()
+                 if r.facts and r.status == Status.SUCCEEDED]
+        try:
+            async with self.store.transaction() as tx:
+                await tx.jobs.record_results(updates)
+                for device, found in facts:
+                    await tx.devices.record_facts(device, _facts(found))
+        except Exception:
+            for key, value in batch.items():  # nothing accepted is dropped
+                self._buffer.setdefault(key, value)
+            raise
+        for result in batch.values():
+            if Status(result.status).final:
+                self._settled(result.job_id)
+
+    def _settled(self, child: str) -> None:
+        parent = self._parent_of.pop(child, None)
+        running = self._running.get(parent) if parent else None
+        if parent is None or running is None:
+            return
+        running.remaining.discard(child)
+        if not running.remaining:
+            del self._running[parent]
+            running.done.set()
+            if running.webhook and self.webhooks is not None:
+                task = asyncio.create_task(self._notify(parent, running.webhook))
+                self._notifying.add(task)
+                task.add_done_callback(self._notifying.discard)
+
+    async def _notify(self, job_id: str, url: str) -> None:
+        async with self.store.transaction(readonly=True) as tx:
+            detail = await tx.jobs.get(job_id)
+        assert self.webhooks is not None
+        summary = view(detail, with_results=False).model_dump(mode="json", exclude={"results"})
+        self.webhooks.fire(url, "job.finished", summary)
+
+    # -- read ------------------------------------------------------------------------------
+    async def get(self, job_id: str, wait: float = 0) -> JobView:
+        running = self._running.get(job_id)
+        if running is not None and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(running.done.wait(), wait)
+        async with self.store.transaction(readonly=True) as tx:
+            try:
+                detail = await tx.jobs.get(job_id)
+            except NotFound:
+                raise NotFound(f"no job {job_id}") from None
+        return view(detail)
+
+    async def list(self, *, status: str | None = None, kind: str | None = None,
+                   device: str | None = None, limit: int = 50,
+                   after: str | None = None) -> tuple[list[JobView], str | None]:
+        async with self.store.transaction(readonly=True) as tx:
+            page = await tx.jobs.find(status=status, kind=kind, device=device, limit=limit,
+                                      after=after)
+        return [view(JobDetail(job=j, results=[]), with_results=False)
+                for j in page.items], page.next_cursor
+
+    async def cancel(self, job_id: str) -> JobView:
+        async with self.store.transaction() as tx:
+            await tx.jobs.cancel(job_id)
+        running = self._running.get(job_id)
+        if running is not None:
+            self.engine.cancel(set(running.children))
+        return await self.get(job_id, wait=2)
+
+    async def close(self) -> None:
+        await self.engine.close()
+        if self._recorder is not None:
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+        await self.flush()
+
+
+def _update(r: DeviceResult) -> ResultUpdate:
+    return ResultUpdate(
+        job_id=r.job_id, status=cast(Any, str(r.status)), category=r.category,
+        message=r.message,
+        outputs=[o.model_dump(mode="json") for o in r.outputs] if r.outputs else None,
+        diff=r.diff, started_at=r.started_at, finished_at=r.finished_at,
+        session_reused=r.session_reused, attempt=r.attempt or None)
+
+
+def _facts(found: dict[str, Any]) -> Facts:
+    return Facts(model=found.get("model"), serial=found.get("serial"),
+                 os_version=found.get("os_version"), hostname=found.get("hostname"),
+                 uptime_seconds=found.get("uptime_seconds"))
+
+
+def _check(request: JobRequest) -> None:
+    if not request.device and not request.where:
+        raise InvalidInput("say which devices", field="device",
+                           fix="give `device` or `where` (e.g. [\"tag=core\"])")
+    if request.kind is JobKind.COMMAND and not request.commands:
+        raise InvalidInput("a command job needs commands", field="commands",
+                           fix="add at least one command, e.g. [\"show version\"]")
+    if request.kind is JobKind.CONFIG and not (request.lines or request.template):
+        raise InvalidInput("a config job needs lines or a template", field="lines",
+                           fix="give `lines` or a Jinja2 `template` with `vars`")
+
+
+__all__ = ["Job", "JobService", "selector_for", "view"]
