@@ -108,6 +108,11 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     """Migrate the database, then build the store, engine, parsers and services."""
     await migrate(settings.database_url)
     store = Store.from_settings(settings)
+    limits = limits or Limits(
+        global_concurrency=settings.max_concurrency,
+        per_device_sessions=settings.sessions_per_device,
+        per_device_queue=settings.device_queue, max_pending=settings.max_pending,
+        idle_timeout=settings.idle_session_timeout)
     parsers = Parsers()
     webhooks = WebhookSender(webhook_secret(settings))
 

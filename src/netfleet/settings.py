@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     secret_key_file: Path = Path("./.netfleet/secret.key")
     redis_url: str | None = Field(None, repr=False)
+    # Engine limits (see docs/jobs.md).
+    max_concurrency: int = Field(512, ge=1, le=100_000)
+    sessions_per_device: int = Field(2, ge=1, le=16)
+    device_queue: int = Field(1000, ge=1, le=1_000_000)
+    max_pending: int = Field(100_000, ge=1, le=10_000_000)
+    idle_session_timeout: float = Field(300.0, gt=0, le=86_400)
     # Signs webhook deliveries (HMAC-SHA256); unset: derived from the secret key.
     webhook_secret: SecretStr | None = None
     partitions: int = 64

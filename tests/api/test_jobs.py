@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
 
 import httpx
 
+from netfleet.bootstrap import webhook_secret
+from netfleet.services.webhooks import verify
 from tests.api.conftest import ServerThread, register
 from tests.conftest import RunningSim
+from tests.services.test_webhooks import Receiver, serving
 
 
 def submit(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -180,3 +184,23 @@ def test_secrets_never_leave_the_api(api: ServerThread, sim: RunningSim) -> None
                   admin.get(f"/devices/{device.name}").text]
     for body in bodies:
         assert device.password not in body and str(device.enable_secret) not in body
+
+
+async def test_finished_job_calls_its_signed_webhook(api: ServerThread, sim: RunningSim) -> None:
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        with api.client("operator") as operator, api.client("admin") as admin:
+            [device] = register(admin, sim, "cisco_ios")
+            job = submit(operator, {"kind": "command", "device": device.name,
+                                    "commands": ["show clock"], "webhook": url})
+            wait(operator, job["id"])
+        for _ in range(100):
+            if receiver.seen:
+                break
+            await asyncio.sleep(0.05)
+    [(headers, body)] = receiver.seen
+    assert verify(webhook_secret(api.services.settings), headers["x-netfleet-timestamp"], body,
+                  headers["x-netfleet-signature"])
+    event = json.loads(body)
+    assert event["event"] == "job.finished"
+    assert (event["data"]["id"], event["data"]["status"]) == (job["id"], "succeeded")
