@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -39,10 +40,27 @@ TARGET_TTL = 60.0  # seconds a resolved target (credentials) is reused without a
 
 @dataclass
 class _Running:
+    view: JobView  # as submitted; results fill in as devices finish
     children: dict[str, str]  # child job id -> device
     remaining: set[str]
     webhook: str | None
+    results: dict[str, DeviceResult] = field(default_factory=dict)  # by device
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def finished(self) -> JobView:
+        """The job's final view, from memory: the same as the store will hold once recorded
+        (the store derives status and counts by the same rule)."""
+        results = [self.results[d] for d in sorted(self.results)]
+        succeeded = sum(r.status == Status.SUCCEEDED for r in results)
+        cancelled = sum(r.status == Status.CANCELLED for r in results)
+        failed = len(results) - succeeded - cancelled
+        status = (Status.SUCCEEDED if succeeded == len(results)
+                  else Status.CANCELLED if cancelled else Status.FAILED)
+        return self.view.model_copy(update={
+            "status": status, "results": results,
+            "finished_at": max((r.finished_at for r in results if r.finished_at), default=None),
+            "counts": {"succeeded": succeeded, "failed": failed, "cancelled": cancelled,
+                       "pending": 0}})
 
 
 def selector_for(request: JobRequest) -> Selector:
@@ -91,10 +109,15 @@ class JobService:
         self.webhooks = webhooks
         self.engine = engine_factory(self)
         self._running: dict[str, _Running] = {}
-        self._parent_of: dict[str, str] = {}
+        self._parent_of: dict[str, str] = {}  # child job id -> job, until the child ends
+        self._unrecorded: dict[str, str] = {}  # ended children not yet in the store -> job
+        self._unrecorded_per_job: Counter[str] = Counter()
         self._buffer: dict[str, DeviceResult] = {}
         self._wake = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
+        # Jobs that just ended, served from memory while their results are being recorded.
+        self._recent: OrderedDict[str, JobView] = OrderedDict()
+        self._recording: dict[str, _Running] = {}  # ended facts jobs, until recorded
         self._targets: dict[str, tuple[float, Target | None]] = {}
         self._notifying: set[asyncio.Task[None]] = set()
 
@@ -102,33 +125,36 @@ class JobService:
     async def submit(self, request: JobRequest, requested_by: str = "") -> JobView:
         _check(request)
         selector = selector_for(request)
-        async with self.store.transaction(readonly=True) as tx:
-            devices = await self._devices(tx, selector)
-        if not devices:
-            raise InvalidInput("no device matches", field="where" if request.where else "device",
-                               fix="check the names with `netfleet devices list`")
-        names = [d.name for d in devices]
-        await self._cache_targets(names)
-        missing = [n for n in names if self._targets.get(n, (0, None))[1] is None]
-        if missing:
-            raise InvalidInput(f"no credentials for {', '.join(missing[:5])}"
-                               + (" …" if len(missing) > 5 else ""), field="device",
-                               fix="give the devices a credentials profile")
-        tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422 early
-        self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
-        spec = request.model_dump(mode="json", exclude_none=True,
-                                  exclude={"device", "where", "vars"})
+        # One transaction: find the devices, check them, and create the job (or nothing).
         async with self.store.transaction() as tx:
+            devices = await self._devices(tx, selector)
+            if not devices:
+                raise InvalidInput("no device matches",
+                                   field="where" if request.where else "device",
+                                   fix="check the names with `netfleet devices list`")
+            names = [d.name for d in devices]
+            await self._cache_targets(names, tx)
+            missing = [n for n in names if self._targets.get(n, (0, None))[1] is None]
+            if missing:
+                raise InvalidInput(f"no credentials for {', '.join(missing[:5])}"
+                                   + (" …" if len(missing) > 5 else ""), field="device",
+                                   fix="give the devices a credentials profile")
+            tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422
+            self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
+            spec = request.model_dump(mode="json", exclude_none=True,
+                                      exclude={"device", "where", "vars"})
             detail = await tx.jobs.create(request.kind.value, spec, selector,
                                           requested_by=requested_by or None)
         children = {r.job_id: r.device for r in detail.results if r.device in tasks}
-        self._running[detail.job.id] = _Running(children, set(children), request.webhook)
+        submitted = view(detail)
+        self._running[detail.job.id] = _Running(submitted, children, set(children),
+                                                request.webhook)
         for child in children:
             self._parent_of[child] = detail.job.id
         self._start_recorder()
         self.engine.submit([tasks[device].model_copy(update={"job_id": child})
                             for child, device in children.items()])
-        return view(detail)
+        return submitted
 
     async def _devices(self, tx: Any, selector: Selector) -> list[Device]:
         out: list[Device] = []
@@ -160,13 +186,16 @@ class JobService:
                           parse=request.parse, timeout=request.timeout)
 
     # -- targets (credentials) for the engine ----------------------------------------------
-    async def _cache_targets(self, names: Sequence[str]) -> None:
+    async def _cache_targets(self, names: Sequence[str], tx: Any = None) -> None:
         now = time.monotonic()
         stale = [n for n in names if now - self._targets.get(n, (-1e9, None))[0] > TARGET_TTL]
         if not stale:
             return
-        async with self.store.transaction(readonly=True) as tx:
+        if tx is not None:
             found = await tx.devices.targets(stale)
+        else:
+            async with self.store.transaction(readonly=True) as own:
+                found = await own.devices.targets(stale)
         for name in stale:
             self._targets[name] = (now, found.get(name))
 
@@ -185,10 +214,13 @@ class JobService:
 
     # -- results ---------------------------------------------------------------------------
     def on_result(self, result: DeviceResult) -> None:
-        """Engine callback (every status change): buffer; the recorder writes batches."""
+        """Engine callback (every status change): buffer; the recorder writes batches.
+        A job whose last device just ended is answered from memory at once."""
         self._buffer[result.job_id] = result
-        if len(self._buffer) >= self.FLUSH_BATCH or Status(result.status).final:
+        if len(self._buffer) >= self.FLUSH_BATCH:
             self._wake.set()
+        if Status(result.status).final:
+            self._settled(result)
 
     def _start_recorder(self) -> None:
         if self._recorder is None or self._recorder.done():
@@ -221,37 +253,53 @@ class JobService:
             for key, value in batch.items():  # nothing accepted is dropped
                 self._buffer.setdefault(key, value)
             raise
-        for result in batch.values():
-            if Status(result.status).final:
-                self._settled(result.job_id)
+        for child, result in batch.items():
+            if not Status(result.status).final or (job := self._unrecorded.pop(child, None)) \
+                    is None:
+                continue
+            self._unrecorded_per_job[job] -= 1
+            if self._unrecorded_per_job[job] <= 0:
+                del self._unrecorded_per_job[job]
+                self._recent.pop(job, None)  # all recorded: the store answers from now on
+                waiting = self._recording.pop(job, None)
+                if waiting is not None:
+                    waiting.done.set()
 
-    def _settled(self, child: str) -> None:
-        parent = self._parent_of.pop(child, None)
+    def _settled(self, result: DeviceResult) -> None:
+        parent = self._parent_of.pop(result.job_id, None)
         running = self._running.get(parent) if parent else None
         if parent is None or running is None:
             return
-        running.remaining.discard(child)
-        if not running.remaining:
-            del self._running[parent]
+        self._unrecorded[result.job_id] = parent
+        self._unrecorded_per_job[parent] += 1
+        running.remaining.discard(result.job_id)
+        running.results[result.device] = result.model_copy(update={"job_id": parent})
+        if running.remaining:
+            return
+        del self._running[parent]
+        finished = running.finished()
+        if finished.kind is JobKind.FACTS:
+            # Its effect is the inventory's facts: answer once they are in the store.
+            self._recording[parent] = running
+            self._wake.set()
+        else:
+            self._recent[parent] = finished
+            while len(self._recent) > 1000:
+                self._recent.popitem(last=False)
             running.done.set()
-            if running.webhook and self.webhooks is not None:
-                task = asyncio.create_task(self._notify(parent, running.webhook))
-                self._notifying.add(task)
-                task.add_done_callback(self._notifying.discard)
-
-    async def _notify(self, job_id: str, url: str) -> None:
-        async with self.store.transaction(readonly=True) as tx:
-            detail = await tx.jobs.get(job_id)
-        assert self.webhooks is not None
-        summary = view(detail, with_results=False).model_dump(mode="json", exclude={"results"})
-        self.webhooks.fire(url, "job.finished", summary)
+        if running.webhook and self.webhooks is not None:
+            summary = finished.model_dump(mode="json", exclude={"results"})
+            self.webhooks.fire(running.webhook, "job.finished", summary)
 
     # -- read ------------------------------------------------------------------------------
     async def get(self, job_id: str, wait: float = 0) -> JobView:
-        running = self._running.get(job_id)
+        running = self._running.get(job_id) or self._recording.get(job_id)
         if running is not None and wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(running.done.wait(), wait)
+        recent = self._recent.get(job_id)
+        if recent is not None:
+            return recent
         async with self.store.transaction(readonly=True) as tx:
             try:
                 detail = await tx.jobs.get(job_id)
