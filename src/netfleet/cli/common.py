@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from netfleet.client import Client
 from netfleet.domain.errors import NetfleetError
@@ -31,6 +32,7 @@ def client(url: str | None, api_key: str | None) -> Iterator[Client]:
     except NetfleetError as exc:
         field = getattr(exc, "field", "")
         fix = getattr(exc, "fix", "")
-        err.print(f"[red]error:[/red] {exc.message}"
-                  + (f" (field: {field})" if field else "") + (f" — {fix}" if fix else ""))
+        text = exc.message + (f" (field: {field})" if field else "") + (
+            f" — {fix}" if fix else "")
+        err.print(f"[red]error:[/red] {escape(text)}")
         raise typer.Exit(1) from None
