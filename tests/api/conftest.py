@@ -24,14 +24,14 @@ T = TypeVar("T")
 
 
 class ServerThread:
-    def __init__(self, database_url: str, key_file: Path) -> None:
+    def __init__(self, database_url: str, key_file: Path, **settings: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = load_settings(database_url=database_url, secret_key_file=key_file)
-        self.services: Services = self.call(build_services(settings))
+        config = load_settings(database_url=database_url, secret_key_file=key_file, **settings)
+        self.services: Services = self.call(build_services(config))
         app = build_app(self.services)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", lifespan="off"))

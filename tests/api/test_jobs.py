@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -204,3 +205,24 @@ async def test_finished_job_calls_its_signed_webhook(api: ServerThread, sim: Run
     event = json.loads(body)
     assert event["event"] == "job.finished"
     assert (event["data"]["id"], event["data"]["status"]) == (job["id"], "succeeded")
+
+
+def test_full_queues_answer_429_with_retry_after_and_keep_what_was_accepted(
+        sim: RunningSim, tmp_path: Path) -> None:
+    small = ServerThread(f"sqlite:///{tmp_path / 'small.db'}", tmp_path / "secret.key",
+                         device_queue=2)
+    try:
+        with small.client("operator") as operator, small.client("admin") as admin:
+            [device] = register(admin, sim, "cisco_ios")
+            sim.set_faults(device, command_delay=0.3)
+            body = {"kind": "config", "device": device.name, "lines": ["vlan 90"]}
+            accepted = [submit(operator, body)["id"] for _ in range(3)]  # 1 running, 2 queued
+            refused = operator.post("/jobs", json=body)
+            assert refused.status_code == 429
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert all(wait(operator, j)["status"] == "succeeded" for j in accepted)
+            listed = operator.get("/jobs").json()["jobs"]
+            assert {j["id"] for j in listed} == set(accepted)
+    finally:
+        small.close()
