@@ -115,6 +115,7 @@ class JobService:
         self._buffer: dict[str, DeviceResult] = {}
         self._wake = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
+        self._closing = False
         # Jobs that just ended, served from memory while their results are being recorded.
         self._recent: OrderedDict[str, JobView] = OrderedDict()
         self._recording: dict[str, _Running] = {}  # ended facts jobs, until recorded
@@ -227,7 +228,7 @@ class JobService:
             self._recorder = asyncio.create_task(self._record(), name="netfleet-recorder")
 
     async def _record(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.FLUSH_INTERVAL)
             self._wake.clear()
@@ -326,10 +327,13 @@ class JobService:
 
     async def close(self) -> None:
         await self.engine.close()
+        # Let the recorder finish the batch it is writing: cancelling it mid-transaction
+        # could leave SQLite's write lock held and the last results unwritten.
+        self._closing = True
+        self._wake.set()
         if self._recorder is not None:
-            self._recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recorder
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._recorder, 30)
         await self.flush()
 
 
