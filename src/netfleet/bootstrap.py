@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +133,3 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
 def build_app(services: Services) -> FastAPI:
     return create_app(services)
 
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)

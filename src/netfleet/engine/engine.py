@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from netfleet.domain.errors import Overloaded, ParseError
-from netfleet.domain.jobs import CommandOutput, DeviceResult, DeviceTask, ParseSpec, Status
+from netfleet.domain.jobs import CommandOutput, DeviceResult, DeviceTask, ParseSpec
 from netfleet.domain.ports import Driver, Parser, Target
 from netfleet.engine.actor import DeviceActor, Entry, now
 
@@ -147,6 +147,3 @@ class Engine:
                 "open_sessions": self.open_sessions, "sessions_opened": self.sessions_opened,
                 "running": sum(len(a.running) for a in self.actors.values())}
 
-
-def final(result: DeviceResult) -> bool:
-    return Status(result.status).final

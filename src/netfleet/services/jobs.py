@@ -31,7 +31,7 @@ from netfleet.domain.selectors import Selector
 from netfleet.engine import Engine
 from netfleet.services.webhooks import WebhookSender
 from netfleet.store import Store
-from netfleet.store.records import Device, Facts, Job, JobDetail, JobResult, ResultUpdate
+from netfleet.store.records import Device, Facts, JobDetail, JobResult, ResultUpdate
 
 log = structlog.get_logger("netfleet.jobs")
 
@@ -364,4 +364,4 @@ def _check(request: JobRequest) -> None:
                            fix="give `lines` or a Jinja2 `template` with `vars`")
 
 
-__all__ = ["Job", "JobService", "selector_for", "view"]
+__all__ = ["JobService", "selector_for", "view"]
