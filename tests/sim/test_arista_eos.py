@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from netmiko import ConnectHandler
-from ntc_templates.parse import parse_output
 
 from netfleet.sim.fleet import FleetFactory
 from netfleet.sim.shell import Shell
 from netfleet.sim.state import Device
-from tests.conftest import RunningSim
+from tests.sim.conftest import ntc_parser
 
-Params = Callable[[Device], dict[str, Any]]
-
-
-@pytest.fixture
-def device(sim: RunningSim) -> Device:
-    return sim.add(1, "arista_eos")[0]
-
-
-@pytest.fixture
-def conn(device: Device, netmiko_params: Params) -> Iterator[Any]:
-    connection = ConnectHandler(**netmiko_params(device))
-    connection.enable()
-    yield connection
-    connection.disconnect()
-
-
-def parse(command: str, output: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = parse_output(platform="arista_eos", command=command,
-                                                data=output)
-    return result
+PLATFORM = "arista_eos"
+parse = ntc_parser(PLATFORM)
 
 
 def memory_kb(device: Device) -> int:

@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
-from netmiko import ConnectHandler
-from ntc_templates.parse import parse_output
-
 from netfleet.sim.state import Device
-from tests.conftest import RunningSim
+from tests.sim.conftest import ntc_parser
 
-Params = Callable[[Device], dict[str, Any]]
-
-
-@pytest.fixture
-def device(sim: RunningSim) -> Device:
-    return sim.add(1, "cisco_ios")[0]
-
-
-@pytest.fixture
-def conn(device: Device, netmiko_params: Params) -> Iterator[Any]:
-    connection = ConnectHandler(**netmiko_params(device))
-    connection.enable()
-    yield connection
-    connection.disconnect()
-
-
-def parse(command: str, output: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = parse_output(platform="cisco_ios", command=command,
-                                                data=output)
-    return result
+PLATFORM = "cisco_ios"
+parse = ntc_parser(PLATFORM)
 
 
 def test_show_version_parses_to_the_devices_identity(conn: Any, device: Device) -> None:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from netmiko import ConnectHandler
-from ntc_templates.parse import parse_output
 
 from netfleet.sim.state import Device
 from tests.conftest import RunningSim
-
-Params = Callable[[Device], dict[str, Any]]
+from tests.sim.conftest import ntc_parser
 
 CHANGES = [
     'set interfaces ge-0/0/3 description "uplink to core-1"',
@@ -27,22 +23,10 @@ CHANGES = [
 ]
 
 
-@pytest.fixture
-def device(sim: RunningSim) -> Device:
-    return sim.add(1, "juniper_junos")[0]
 
 
-@pytest.fixture
-def conn(device: Device, netmiko_params: Params) -> Iterator[Any]:
-    connection = ConnectHandler(**netmiko_params(device))
-    yield connection
-    connection.disconnect()
-
-
-def parse(command: str, output: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = parse_output(platform="juniper_junos", command=command,
-                                                data=output)
-    return result
+PLATFORM = "juniper_junos"
+parse = ntc_parser(PLATFORM)
 
 
 def commit(conn: Any, lines: list[str]) -> None:
