@@ -120,7 +120,6 @@ class JobService:
         self._recent: OrderedDict[str, JobView] = OrderedDict()
         self._recording: dict[str, _Running] = {}  # ended facts jobs, until recorded
         self._targets: dict[str, tuple[float, Target | None]] = {}
-        self._notifying: set[asyncio.Task[None]] = set()
 
     # -- submit ----------------------------------------------------------------------------
     async def submit(self, request: JobRequest, requested_by: str = "") -> JobView:
