@@ -126,6 +126,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     jobs = JobService(store=store, engine_factory=engine_factory,
                       render=default_renderer().render, config_lines=config_lines,
                       webhooks=webhooks)
+    await jobs.recover()  # the embedded engine starts empty: nothing it held survives
     return Services(settings=settings, store=store, jobs=jobs, keys=Keys(store),
                     parsers=parsers, webhooks=webhooks)
 

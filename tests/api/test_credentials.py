@@ -96,9 +96,9 @@ def test_viewers_see_profiles_but_only_admins_change_them(api: ServerThread) -> 
     problem(httpx.get(api.url + "/api/v1/credentials"), 401)
 
 
-def test_a_fixed_password_is_used_by_the_next_job(api: ServerThread, sim: RunningSim) -> None:
-    """The job service caches logins; changing a profile must not leave a stale one. (An
-    open session stays open: only a new login reads the profile.)"""
+def test_a_changed_password_is_used_by_the_next_job(api: ServerThread, sim: RunningSim) -> None:
+    """Logins are cached and sessions stay open between jobs; changing a profile must leave
+    neither a stale login nor a session still logged in with the old secrets."""
     with api.client("admin") as admin:
         [device] = sim.add(1, "arista_eos")
         profile = "eos-creds"
@@ -120,6 +120,13 @@ def test_a_fixed_password_is_used_by_the_next_job(api: ServerThread, sim: Runnin
         admin.patch(f"/credentials/{profile}", json={"password": device.password})
         fixed = run()
         assert fixed["status"] == "succeeded", fixed
+        assert run()["session_reused"]  # the session stays open between jobs ...
+        admin.patch(f"/credentials/{profile}", json={"password": "rotated-wrongly"})
+        rotated = run()  # ... until its login changes: the next job logs in with the new one
+        assert (rotated["status"], rotated["category"]) == ("failed", "auth"), rotated
+        admin.patch(f"/credentials/{profile}", json={"password": device.password})
+        again = run()
+        assert again["status"] == "succeeded" and not again["session_reused"], again
 
 
 def test_secrets_stay_out_of_responses_and_logs(

@@ -103,6 +103,29 @@ async def test_one_failed_device_fails_the_job_and_keeps_its_category(store: Sto
         "failed", "auth", "the device refused the credentials")
 
 
+async def test_work_left_unfinished_by_a_stop_is_failed_as_interrupted(store: Store) -> None:
+    await fleet(store, 3)
+    job = await submit(store)
+    async with store.transaction() as tx:
+        await tx.jobs.record_results([
+            ResultUpdate(child(job, "ios-00001"), "succeeded"),
+            ResultUpdate(child(job, "ios-00002"), "running", started_at=T0)])
+    async with store.transaction() as tx:
+        assert await tx.jobs.interrupt_unfinished() == 2
+        assert await tx.jobs.interrupt_unfinished() == 0  # nothing twice
+        detail = await tx.jobs.get(job.job.id)
+    assert (detail.job.status, detail.job.succeeded, detail.job.failed, detail.job.done) == (
+        "failed", 1, 2, 3)
+    assert detail.job.finished_at is not None
+    by_device = {r.device: r for r in detail.results}
+    assert by_device["ios-00001"].status == "succeeded"
+    ran, waited = by_device["ios-00002"], by_device["ios-00003"]
+    assert (ran.status, ran.category, ran.started_at) == ("failed", "interrupted", T0)
+    assert "while this ran" in (ran.message or "") and "check the device" in (ran.message or "")
+    assert (waited.status, waited.category, waited.started_at) == ("failed", "interrupted", None)
+    assert "before this device ran" in (waited.message or "")
+
+
 async def test_a_dry_run_keeps_its_diff(store: Store) -> None:
     await fleet(store, 1)
     job = await submit(store, kind="config")

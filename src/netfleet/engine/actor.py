@@ -45,6 +45,7 @@ class Slot:
     """One session to the device, open or not yet opened."""
 
     session: Session | None = None
+    target: Target | None = None  # what the session was opened with
     busy: bool = False
     last_used: float = field(default_factory=time.monotonic)
 
@@ -164,7 +165,7 @@ class DeviceActor:
         target = await self.engine.deps.resolve(self.name)
         for attempt in (1, 2):
             entry.result.attempt = attempt
-            reused = slot.session is not None and slot.session.alive
+            reused = _usable(slot, target)
             session = await self._session(slot, target)
             entry.result.session_reused = reused
             try:
@@ -177,14 +178,18 @@ class DeviceActor:
                 log.info("stale session; reconnecting", device=self.name)
 
     async def _session(self, slot: Slot, target: Target) -> Session:
-        if slot.session is not None and slot.session.alive:
+        if _usable(slot, target):
+            assert slot.session is not None
             return slot.session
+        if slot.session is not None:  # dead, or opened with an address or login since changed
+            await self._discard(slot)
         wait = self._next_connect - time.monotonic()
         if wait > 0:  # back off after failed connects instead of hammering the device
             await asyncio.sleep(wait)
         driver = self.engine.deps.driver_for(target)
         try:
             slot.session = await driver.open(target)
+            slot.target = target
         except DeviceError:
             self._connect_failures += 1
             backoff = min(self.engine.limits.reconnect_backoff_max,
@@ -259,6 +264,12 @@ class DeviceActor:
     @property
     def open_sessions(self) -> int:
         return sum(1 for s in self.slots if s.session is not None and s.session.alive)
+
+
+def _usable(slot: Slot, target: Target) -> bool:
+    """The slot's session is alive and logged in the way the inventory now says: a changed
+    host, port, driver or credential closes it and the next job logs in anew."""
+    return slot.session is not None and slot.session.alive and slot.target == target
 
 
 def _mask(text: str, secrets: list[str]) -> str:

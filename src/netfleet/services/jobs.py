@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from netfleet.domain.errors import InvalidInput, NotFound, RenderError
 from netfleet.domain.jobs import (
@@ -27,7 +28,7 @@ from netfleet.domain.jobs import (
     Status,
 )
 from netfleet.domain.ports import Target
-from netfleet.domain.selectors import Selector
+from netfleet.domain.selectors import Selector, is_glob
 from netfleet.engine import Engine
 from netfleet.services.webhooks import WebhookSender
 from netfleet.store import Store
@@ -120,14 +121,36 @@ class JobService:
         self._recent: OrderedDict[str, JobView] = OrderedDict()
         self._recording: dict[str, _Running] = {}  # ended facts jobs, until recorded
         self._targets: dict[str, tuple[float, Target | None]] = {}
+        self._devices_known: dict[str, tuple[float, Device]] = {}  # by name, as last read
+
+    async def recover(self) -> int:
+        """At start: results left queued or running by a netfleet that stopped are failed
+        (`interrupted`), so their jobs end; returns how many. Queued work is not re-run: a
+        change submitted before a crash may no longer be wanted, and the user is told."""
+        async with self.store.transaction() as tx:
+            count = await tx.jobs.interrupt_unfinished()
+        if count:
+            log.warning("jobs interrupted by the last stop marked failed", results=count)
+        return count
 
     # -- submit ----------------------------------------------------------------------------
     async def submit(self, request: JobRequest, requested_by: str = "") -> JobView:
         _check(request)
         selector = selector_for(request)
-        # One transaction: find the devices, check them, and create the job (or nothing).
+        try:
+            return await self._submit(request, selector, requested_by)
+        except IntegrityError:
+            # A device was deleted since we cached it (another controller, say): look again.
+            self.forget(list(self._devices_known))
+            return await self._submit(request, selector, requested_by)
+
+    async def _submit(self, request: JobRequest, selector: Selector,
+                      requested_by: str) -> JobView:
+        # One write transaction creates the job (or nothing). Devices and credentials come
+        # from a short-lived cache when the job names one device, the common interactive case;
+        # selectors are resolved in the same transaction.
         async with self.store.transaction() as tx:
-            devices = await self._devices(tx, selector)
+            devices = self._cached_device(request) or await self._devices(tx, selector)
             if not devices:
                 raise InvalidInput("no device matches",
                                    field="where" if request.where else "device",
@@ -144,7 +167,8 @@ class JobService:
             spec = request.model_dump(mode="json", exclude_none=True,
                                       exclude={"device", "where", "vars"})
             detail = await tx.jobs.create(request.kind.value, spec, selector,
-                                          requested_by=requested_by or None)
+                                          requested_by=requested_by or None,
+                                          devices=[(d.id, d.name) for d in devices])
         children = {r.job_id: r.device for r in detail.results if r.device in tasks}
         submitted = view(detail)
         self._running[detail.job.id] = _Running(submitted, children, set(children),
@@ -156,12 +180,25 @@ class JobService:
                             for child, device in children.items()])
         return submitted
 
+    def _cached_device(self, request: JobRequest) -> list[Device]:
+        if request.where or not request.device or is_glob(request.device):
+            return []
+        at, device = self._devices_known.get(request.device, (-1e9, None))
+        if device is None or time.monotonic() - at > TARGET_TTL:
+            return []
+        return [device]
+
     async def _devices(self, tx: Any, selector: Selector) -> list[Device]:
         out: list[Device] = []
         after: str | None = None
         while True:
             page = await tx.devices.find(selector, limit=1000, after=after)
             out.extend(page.items)
+            now = time.monotonic()
+            for device in page.items:
+                self._devices_known[device.name] = (now, device)
+            while len(self._devices_known) > 100_000:  # a bound, not a policy: oldest go
+                del self._devices_known[next(iter(self._devices_known))]
             after = page.next_cursor
             if after is None:
                 return out
@@ -211,6 +248,7 @@ class JobService:
         """Inventory changed: drop cached targets so the next job reads them again."""
         for name in names:
             self._targets.pop(name, None)
+            self._devices_known.pop(name, None)
 
     # -- results ---------------------------------------------------------------------------
     def on_result(self, result: DeviceResult) -> None:

@@ -38,6 +38,9 @@ from netfleet.store.records import (
 )
 
 MAX_PAGE = 500
+INTERRUPTED_QUEUED = "netfleet stopped before this device ran; submit the job again"
+INTERRUPTED_RUNNING = ("netfleet stopped while this ran on the device; check the device "
+                       "before running it again")
 _FAILED = ("failed", "timed_out")
 
 
@@ -67,9 +70,12 @@ class JobRepo:
         self.dialect = dialect
 
     async def create(self, kind: str, spec: Mapping[str, Any], selector: Selector, *,
-                     requested_by: str | None = None) -> JobDetail:
+                     requested_by: str | None = None,
+                     devices: Sequence[tuple[int, str]] | None = None) -> JobDetail:
         """A job over every device `selector` matches: the job, a child job and a queued
-        result per device, in the caller's transaction."""
+        result per device, in the caller's transaction. A caller that has just resolved the
+        selector passes the (id, name) of its devices and saves the lookup; a device deleted
+        since then fails the insert (foreign key), and the caller resolves again."""
         if kind not in JOB_KINDS:
             raise InvalidInput(f"job kind {kind!r} is unknown", field="kind",
                                fix="use command, config or facts")
@@ -78,15 +84,17 @@ class JobRepo:
         except (TypeError, ValueError):
             raise InvalidInput("the job spec is not JSON", field="spec",
                                fix="use strings, numbers, booleans, lists and mappings") from None
-        devices = await self._devices(selector)
+        if devices is None:
+            devices = await self._devices(selector)
         now = utcnow()
         parent_id = str(uuid.uuid4())
         base: dict[str, Any] = {
             "kind": kind, "requested_by": requested_by, "created_at": now, "started_at": None,
             "finished_at": None, "status": "queued", "succeeded": 0, "failed": 0, "cancelled": 0}
-        await self.session.execute(insert(JobRow).values(
-            id=parent_id, spec=dict(spec), selector=selector.to_dict(), parent_id=None,
-            device_id=None, total=len(devices), **base))
+        parent: dict[str, Any] = {
+            "id": parent_id, "spec": dict(spec), "selector": selector.to_dict(),
+            "parent_id": None, "device_id": None, "total": len(devices), **base}
+        await self.session.execute(insert(JobRow).values(**parent))
         children: list[dict[str, Any]] = [
             {"id": str(uuid.uuid4()), "spec": {}, "selector": None, "parent_id": parent_id,
              "device_id": device_id, "total": 1, **base}
@@ -100,8 +108,8 @@ class JobRepo:
             await self.session.execute(insert(JobRow), list(batch))
         for batch in chunked(results):
             await self.session.execute(insert(JobResultRow), list(batch))
-        return JobDetail(job=await self._job(parent_id),
-                         results=[_result_from(r, parent_id) for r in results])
+        job = Job(**{**parent, "selector": selector, "spec": dict(spec)})
+        return JobDetail(job=job, results=[_result_from(r, parent_id) for r in results])
 
     async def get(self, job_id: str) -> JobDetail:
         """The job and its results: every device's for a job, its own for a child."""
@@ -166,6 +174,19 @@ class JobRepo:
         for parent in sorted(progress):
             await self._advance(parent, progress[parent], now)
         return applied
+
+    async def interrupt_unfinished(self) -> int:
+        """Fail every device result still queued or running (category `interrupted`): at the
+        start of an embedded engine, that work died with the process that held it, and no job
+        may wait for it forever. Returns how many results were failed."""
+        rows = await self.session.execute(
+            select(JobResultRow.job_id, JobResultRow.status)
+            .where(JobResultRow.status.in_(("queued", "running"))).order_by(JobResultRow.job_id))
+        updates = [ResultUpdate(
+            job_id=job_id, status="failed", category="interrupted",
+            message=INTERRUPTED_RUNNING if status == "running" else INTERRUPTED_QUEUED)
+            for job_id, status in rows]
+        return await self.record_results(updates) if updates else 0
 
     async def cancel(self, job_id: str) -> JobDetail:
         """Cancel every device of the job that has not started. Devices already running are

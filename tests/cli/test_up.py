@@ -1,0 +1,156 @@
+"""`netfleet up --simulate N`, the one command a new user runs: a real process, driven the way a
+user drives it (its printed key, its client file, the CLI), then killed and started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import free_port
+
+NETFLEET = str(Path(sys.executable).parent / "netfleet")
+
+
+class Up:
+    """`netfleet up` in its own process, in a fresh working directory."""
+
+    def __init__(self, workdir: Path, simulate: int) -> None:
+        self.workdir, self.simulate = workdir, simulate
+        self.port, self.sim_port = free_port(), free_port()
+        self.env = {**os.environ, "XDG_CONFIG_HOME": str(workdir / "config"),
+                    "NETFLEET_CLIENT_CONFIG": "", "NETFLEET_URL": "", "NETFLEET_API_KEY": ""}
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [NETFLEET, "up", "--simulate", str(self.simulate), "--port", str(self.port),
+             "--sim-port", str(self.sim_port), "--sim-base-ip", "127.251.0.1"],
+            cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.communicate()[0]
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("netfleet up did not answer within 60 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = signal.SIGINT) -> str:
+        """Stop it (Ctrl-C, or SIGKILL for a crash) and return what it printed."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        out, _ = self.process.communicate(timeout=60)
+        self.process = None
+        return out
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([NETFLEET, *args], cwd=self.workdir, env=self.env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def http(self) -> httpx.Client:
+        saved = yaml.safe_load((self.workdir / ".netfleet" / "client.yaml").read_text())
+        return httpx.Client(base_url=saved["url"] + "/api/v1",
+                            headers={"X-API-Key": saved["api_key"]}, timeout=60)
+
+
+@contextmanager
+def running(up: Up) -> Iterator[Up]:
+    up.start()
+    try:
+        yield up
+    finally:
+        if up.process is not None:
+            up.stop(signal.SIGKILL)
+
+
+@contextmanager
+def silent_ssh_port() -> Iterator[int]:
+    """A port that accepts TCP and never says a word: an SSH login there hangs until the
+    connect timeout, so a job on it stays running."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield int(listener.getsockname()[1])
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Up:
+    return Up(tmp_path, simulate=6)
+
+
+def test_up_serves_a_simulated_fleet_that_the_cli_can_use(up: Up) -> None:
+    with running(up):
+        client_file = up.workdir / ".netfleet" / "client.yaml"
+        assert client_file.stat().st_mode & 0o777 == 0o600
+        listed = up.cli("devices", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        devices = json.loads(listed.stdout)
+        assert len(devices) == 6
+        ran = up.cli("run", "show version", "--where", "name=*", "--json")
+        assert ran.returncode == 0, ran.stderr
+        job = json.loads(ran.stdout)
+        assert job["status"] == "succeeded" and job["counts"]["succeeded"] == 6
+        assert all(r["outputs"][0]["output"] for r in job["results"])
+        printed = up.stop()
+    assert "Admin API key" in printed and "Simulated 6 devices" in printed
+
+
+def test_a_restart_ends_what_a_crash_left_running_and_keeps_the_rest(up: Up) -> None:
+    with running(up), up.http() as api, silent_ssh_port() as port:
+        assert api.post("/credentials", json={"name": "silent", "username": "u",
+                                              "password": "p"}).status_code == 201
+        assert api.post("/devices", json={"name": "hung", "host": "127.0.0.1", "port": port,
+                                          "platform": "cisco_ios",
+                                          "credentials": "silent"}).status_code == 201
+        finished = api.post("/jobs", json={"kind": "command", "where": ["name=*-*"],
+                                           "commands": ["show version"]}).json()
+        done = api.get(f"/jobs/{finished['id']}", params={"wait": 60}).json()
+        assert done["status"] == "succeeded", done["results"]
+        # Changes run one at a time: the first hangs logging in, the second waits behind it.
+        stuck = api.post("/jobs", json={"kind": "config", "device": "hung",
+                                        "lines": ["hostname first"]}).json()
+        waiting = api.post("/jobs", json={"kind": "config", "device": "hung",
+                                          "lines": ["hostname second"]}).json()
+
+        def status(job: dict[str, Any]) -> str:
+            return str(api.get(f"/jobs/{job['id']}").json()["results"][0]["status"])
+
+        deadline = time.monotonic() + 10
+        while status(stuck) != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (status(stuck), status(waiting)) == ("running", "queued")
+        time.sleep(0.3)  # the recorder writes within 50 ms
+        up.stop(signal.SIGKILL)
+
+        up.start()
+        after = {name: api.get(f"/jobs/{job['id']}").json()
+                 for name, job in (("finished", finished), ("stuck", stuck),
+                                   ("waiting", waiting))}
+    assert after["finished"]["status"] == "succeeded"
+    assert after["finished"]["counts"]["succeeded"] == 6
+    for name in ("stuck", "waiting"):
+        [result] = after[name]["results"]
+        assert after[name]["status"] == "failed", after[name]
+        assert (result["status"], result["category"]) == ("failed", "interrupted")
+    assert "check the device" in after["stuck"]["results"][0]["message"]
+    assert "submit the job again" in after["waiting"]["results"][0]["message"]
