@@ -23,6 +23,7 @@ from netfleet.store.credentials import CredentialRepo
 from netfleet.store.devices import DeviceRepo
 from netfleet.store.jobs import JobRepo
 from netfleet.store.secrets import SecretBox, open_box
+from netfleet.store.telemetry import TelemetryRepo
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every controller that may start at once.
@@ -117,6 +118,7 @@ class Tx:
     credentials: CredentialRepo
     api_keys: ApiKeyRepo
     jobs: JobRepo
+    telemetry: TelemetryRepo
 
 
 class Store:
@@ -165,6 +167,7 @@ class Store:
                 credentials=CredentialRepo(session, self.box),
                 api_keys=ApiKeyRepo(session),
                 jobs=JobRepo(session, self.dialect),
+                telemetry=TelemetryRepo(session, self.dialect),
             )
 
     async def analyze(self) -> None:

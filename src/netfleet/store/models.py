@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -245,3 +246,76 @@ class JobResultRow(Base):
     finished_at: Mapped[datetime | None]
     session_reused: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- telemetry ---------------------------------------------------------------------------------
+# Samples are the one table that grows without bound (thousands of devices × tens of series ×
+# one row per poll), so they are kept narrow: a series id, an integer time and a float. What a
+# series is (device, metric, labels) is said once, in telemetry_series.
+
+
+class TelemetryProfileRow(Base):
+    """A polling profile (the declarative YAML, as JSON) and the devices it applies to."""
+
+    __tablename__ = "telemetry_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[dict[str, Any]] = mapped_column()  # domain.telemetry.Profile, validated
+    where: Mapped[list[str]] = mapped_column(default=list)  # selector terms; [] = no device
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TelemetrySeriesRow(Base):
+    """One time series: a device, a metric and a label set ('' for a device-level metric,
+    else `name=value` pairs sorted by name and joined by ','). Unique on the three: the writer
+    finds or creates a series id by them, and "this device's metrics" is a prefix of it."""
+
+    __tablename__ = "telemetry_series"
+    __table_args__ = (
+        Index("uq_telemetry_series_device_metric_labels", "device_id", "metric", "labels",
+              unique=True),
+        # "Every device's latency" (bottlenecks, Prometheus): device-level series of a metric.
+        Index(None, "metric", "labels"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[str] = mapped_column(String(512), default="")
+    unit: Mapped[str] = mapped_column(String(16), default="")
+
+
+class TelemetrySampleRow(Base):
+    """A raw sample. The primary key (series, time) is the index both queries use: one
+    series over a range is one range scan of it, and "every series in a window" is a range
+    scan per series picked by telemetry_series. Time is integer epoch milliseconds: half the
+    size of a timestamp on SQLite (which stores text) and cheap to bucket for downsampling.
+    The index on ts alone serves retention (delete everything older than N days)."""
+
+    __tablename__ = "telemetry_samples"
+    # WITHOUT ROWID on SQLite: the table is stored in primary-key order (no separate rowid
+    # b-tree), so a series' range is contiguous on disk and each row is smaller.
+    __table_args__ = (Index(None, "ts"), {"sqlite_with_rowid": False})
+
+    series_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("telemetry_series.id", ondelete="CASCADE"), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class TelemetryRollupRow(Base):
+    """One-minute rollups (min, avg, max, count) of raw samples, kept longer than the raw."""
+
+    __tablename__ = "telemetry_rollups_1m"
+    __table_args__ = (Index(None, "ts"), {"sqlite_with_rowid": False})
+
+    series_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("telemetry_series.id", ondelete="CASCADE"), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the minute's start, ms
+    min: Mapped[float] = mapped_column(Float)
+    avg: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
