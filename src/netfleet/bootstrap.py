@@ -18,6 +18,7 @@ from netfleet.parsing import Parsers
 from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
 from netfleet.services.jobs import JobService
+from netfleet.services.telemetry import TelemetryService
 from netfleet.services.webhooks import WebhookSender
 from netfleet.settings import Settings
 from netfleet.store import Store, migrate
@@ -74,6 +75,7 @@ class Services:
     keys: Keys
     parsers: Parsers
     webhooks: WebhookSender
+    telemetry: TelemetryService
 
     @property
     def engine(self) -> Engine:
@@ -87,7 +89,8 @@ class Services:
         return config_lines(text)
 
     async def close(self) -> None:
-        await self.jobs.close()
+        await self.jobs.close()  # stops the engine: no more polls
+        await self.telemetry.close()  # then the last samples are written
         await self.webhooks.close()
         self.parsers.close()
         await self.store.close()
@@ -114,11 +117,12 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
         idle_timeout=settings.idle_session_timeout)
     parsers = Parsers()
     webhooks = WebhookSender(webhook_secret(settings))
+    telemetry = TelemetryService(store)
 
     def engine_factory(jobs: JobService) -> Engine:
         return Engine(EngineDeps(
             resolve=jobs.resolve, driver_for=_driver, on_result=jobs.on_result,
-            parser=parsers,
+            on_poll=telemetry.on_poll, parser=parsers,
             differ=lambda running, lines, platform: config_diff(running, lines,
                                                                platform=platform)),
             limits)
@@ -127,8 +131,10 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
                       render=default_renderer().render, config_lines=config_lines,
                       webhooks=webhooks)
     await jobs.recover()  # the embedded engine starts empty: nothing it held survives
+    telemetry.engine = jobs.engine
+    await telemetry.start()
     return Services(settings=settings, store=store, jobs=jobs, keys=Keys(store),
-                    parsers=parsers, webhooks=webhooks)
+                    parsers=parsers, webhooks=webhooks, telemetry=telemetry)
 
 
 def build_app(services: Services) -> FastAPI:

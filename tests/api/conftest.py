@@ -60,6 +60,7 @@ class ServerThread:
             for table in reversed(Base.metadata.sorted_tables):
                 await tx.session.execute(delete(table))
         self.services.jobs.forget(list(self.services.jobs._targets))
+        await self.services.telemetry.reset()
 
     def reset(self) -> None:
         self.call(self._reset())

@@ -111,8 +111,13 @@ def test_up_serves_a_simulated_fleet_that_the_cli_can_use(up: Up) -> None:
         job = json.loads(ran.stdout)
         assert job["status"] == "succeeded" and job["counts"]["succeeded"] == 6
         assert all(r["outputs"][0]["output"] for r in job["results"])
+        with up.http() as api:
+            profiles = api.get("/telemetry/profiles").json()["profiles"]
+        polled = {p["name"]: p["devices"] for p in profiles if p["devices"]}
+        assert sum(polled.values()) == 6 and all(n.endswith("-default") for n in polled)
         printed = up.stop()
     assert "Admin API key" in printed and "Simulated 6 devices" in printed
+    assert "Polling telemetry from 6 devices" in printed
 
 
 def test_a_restart_ends_what_a_crash_left_running_and_keeps_the_rest(up: Up) -> None:

@@ -8,7 +8,16 @@ from fastapi import APIRouter, FastAPI
 
 from netfleet import __version__
 from netfleet.api import problems
-from netfleet.api.routers import credentials, devices, health, jobs, keys, templates
+from netfleet.api.routers import (
+    credentials,
+    devices,
+    health,
+    jobs,
+    keys,
+    metrics,
+    telemetry,
+    templates,
+)
 
 
 def create_app(services: Any) -> FastAPI:
@@ -17,8 +26,10 @@ def create_app(services: Any) -> FastAPI:
     app.state.services = services
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
-    for module in (devices, credentials, jobs, keys, templates):
+    for module in (devices, credentials, jobs, keys, templates, telemetry):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.state.metrics = metrics.registry_for(services)
     return app

@@ -61,6 +61,9 @@ async def _serve(settings: Settings, simulate: int, sim_port: int, sim_base_ip: 
             console.print(f"Simulated {simulate} devices on {sim_base_ip}…:{sim_port}; "
                           f"imported ({report.devices.created} new, "
                           f"{report.devices.updated} updated).")
+            polled = await _poll_simulated(services, sim)
+            console.print(f"Polling telemetry from {polled} devices (the built-in "
+                          f"`<platform>-default` profiles).")
         url = f"http://{settings.host}:{settings.port}"
         await _first_key(services, url)
         server = uvicorn.Server(uvicorn.Config(build_app(services), host=settings.host,
@@ -73,6 +76,18 @@ async def _serve(settings: Settings, simulate: int, sim_port: int, sim_base_ip: 
         await services.close()
         if sim is not None:
             await sim.stop()
+
+
+async def _poll_simulated(services: Services, sim: SimServer) -> int:
+    """Switch on each platform's built-in profile for the simulated devices of that platform
+    (a profile only ever polls devices of its own platform)."""
+    platforms = sorted({d.platform.name for d in sim.devices.values()})
+    for platform in platforms:
+        profile = await services.telemetry.profile(f"{platform}-default")
+        if not profile.where:  # an operator's own assignment is left as it is
+            await services.telemetry.assign(profile.profile.name,
+                                            where=[f"platform={platform}"])
+    return await services.telemetry.apply()
 
 
 def _write_fleet(sim: SimServer) -> Path:

@@ -8,12 +8,14 @@ limit. Nothing runs while idle: the actor is woken by work and by finished work.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import zlib
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,7 +27,9 @@ from netfleet.domain.errors import (
     SessionLost,
 )
 from netfleet.domain.jobs import CommandOutput, DeviceResult, DeviceTask, JobKind, Status
+from netfleet.domain.telemetry import Profile
 from netfleet.engine import facts as facts_mod
+from netfleet.engine.metrics import DeviceMetrics
 
 if TYPE_CHECKING:
     from netfleet.domain.ports import Session, Target
@@ -57,13 +61,32 @@ class Entry:
     runner: asyncio.Task[None] | None = None
 
 
+@dataclass(eq=False)
+class Poller:
+    """One telemetry profile polled on this device at a fixed rate."""
+
+    profile: Profile
+    metrics: DeviceMetrics
+    schedule: asyncio.Task[None] | None = None
+    in_flight: bool = False  # a poll is queued or running: the next tick is an overrun
+
+
+@dataclass(eq=False)
+class PollEntry:
+    """A poll waiting in the reads lane: it takes a session slot as a read job does."""
+
+    poller: Poller
+    runner: asyncio.Task[None] | None = None
+
+
 class DeviceActor:
     def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
         self.engine = engine
         self.ordered: deque[Entry] = deque()
-        self.reads: deque[Entry] = deque()
-        self.running: set[Entry] = set()
+        self.reads: deque[Entry | PollEntry] = deque()
+        self.running: set[Entry | PollEntry] = set()
+        self.polls: dict[str, Poller] = {}  # by profile name
         self.slots: list[Slot] = []
         self._ordered_running = False
         self._connect_failures = 0
@@ -84,14 +107,20 @@ class DeviceActor:
 
     def cancel(self, job_ids: Collection[str]) -> int:
         cancelled = 0
-        for lane in (self.ordered, self.reads):
-            for entry in [e for e in lane if e.task.job_id in job_ids]:
-                lane.remove(entry)
-                self._finish(entry, Status.CANCELLED, "cancelled", "cancelled before it ran")
-                cancelled += 1
-        for entry in list(self.running):
-            if entry.task.job_id in job_ids and entry.runner is not None:
-                entry.runner.cancel()
+        for entry in [e for e in self.ordered if e.task.job_id in job_ids]:
+            self.ordered.remove(entry)
+            self._finish(entry, Status.CANCELLED, "cancelled", "cancelled before it ran")
+            cancelled += 1
+        for read in [e for e in self.reads
+                     if isinstance(e, Entry) and e.task.job_id in job_ids]:
+            assert isinstance(read, Entry)
+            self.reads.remove(read)
+            self._finish(read, Status.CANCELLED, "cancelled", "cancelled before it ran")
+            cancelled += 1
+        for running in list(self.running):
+            if isinstance(running, Entry) and running.task.job_id in job_ids \
+                    and running.runner is not None:
+                running.runner.cancel()
                 cancelled += 1
         return cancelled
 
@@ -101,6 +130,7 @@ class DeviceActor:
             slot = self._free_slot()
             if slot is None:
                 return
+            entry: Entry | PollEntry
             if self.ordered and not self._ordered_running:
                 entry, ordered = self.ordered.popleft(), True
             elif self.reads:
@@ -110,8 +140,14 @@ class DeviceActor:
             slot.busy = True
             self._ordered_running |= ordered
             self.running.add(entry)
-            entry.runner = asyncio.create_task(self._run(entry, slot, ordered),
-                                               name=f"netfleet-{self.name}-{entry.task.job_id}")
+            if isinstance(entry, PollEntry):
+                entry.runner = asyncio.create_task(
+                    self._poll(entry, slot),
+                    name=f"netfleet-{self.name}-poll-{entry.poller.profile.name}")
+            else:
+                entry.runner = asyncio.create_task(
+                    self._run(entry, slot, ordered),
+                    name=f"netfleet-{self.name}-{entry.task.job_id}")
 
     def _free_slot(self) -> Slot | None:
         for slot in self.slots:
@@ -245,6 +281,95 @@ class DeviceActor:
         result.finished_at = now()
         self.engine.report(result)
 
+    # -- telemetry polling -----------------------------------------------------------------
+    def set_polls(self, profiles: Collection[Profile]) -> None:
+        """Poll exactly these profiles from now on. An unchanged profile keeps its schedule and
+        its counters (so rates carry on); a changed one starts afresh."""
+        wanted = {p.name: p for p in profiles}
+        for name, poller in list(self.polls.items()):
+            if wanted.get(name) != poller.profile:
+                if poller.schedule is not None:
+                    poller.schedule.cancel()
+                del self.polls[name]
+        for name, profile in wanted.items():
+            if name not in self.polls:
+                poller = Poller(profile, DeviceMetrics(self.name, profile))
+                poller.schedule = asyncio.create_task(
+                    self._schedule(poller), name=f"netfleet-{self.name}-schedule-{name}")
+                self.polls[name] = poller
+
+    async def _schedule(self, poller: Poller) -> None:
+        """Fixed rate on the wall clock: ticks at phase + k·interval, where the phase is a
+        stable function of device and profile. Devices spread evenly over the interval (no
+        herd at start), a slow poll never shifts the ones after it (no drift), and a tick
+        that finds the last poll still queued or running is skipped and counted (an overrun),
+        so a slow device never builds a backlog."""
+        interval = poller.profile.interval
+        seed = zlib.crc32(f"{self.name}\0{poller.profile.name}".encode())
+        phase = seed / 2**32 * interval
+        tick = (math.floor((time.time() - phase) / interval) + 1) * interval + phase
+        while True:
+            await asyncio.sleep(max(0.0, tick - time.time()))
+            if poller.in_flight:
+                self.engine.poll_stats.overruns += 1
+            else:
+                poller.in_flight = True
+                self.reads.append(PollEntry(poller))
+                self._pump()
+            tick += interval
+            behind = time.time() - tick
+            if behind > 0:  # the loop itself fell behind (a suspended laptop, say)
+                missed = math.floor(behind / interval) + 1
+                self.engine.poll_stats.overruns += missed
+                tick += missed * interval
+
+    async def _poll(self, entry: PollEntry, slot: Slot) -> None:
+        poller = entry.poller
+        profile = poller.profile
+        engine = self.engine
+        started = time.perf_counter()
+        try:
+            async with engine.gate, asyncio.timeout(min(profile.interval, 60.0)):
+                target = await engine.deps.resolve(self.name)
+                session = await self._session(slot, target)
+                at = time.time()
+                parsed: list[list[dict[str, Any]] | None] = []
+                for command in profile.commands:
+                    try:
+                        raw = await session.send_command(command.command)
+                    except CommandRejected:
+                        parsed.append(None)  # that command's metrics are missing this round
+                        continue
+                    parsed.append(engine.parse_rows(target.platform, command.command, raw,
+                                                    command.parse))
+            samples = poller.metrics.observe(at, parsed)
+        except TimeoutError:
+            await self._discard(slot)  # a late prompt would desync the next command
+            engine.polled(self.name, profile.name, [], "timeout",
+                          f"no answer within {min(profile.interval, 60.0):g}s")
+        except asyncio.CancelledError:
+            await self._discard(slot)
+            raise
+        except DeviceError as exc:
+            await self._discard(slot)
+            engine.polled(self.name, profile.name, [], exc.category, exc.message)
+        except NetfleetError as exc:
+            engine.polled(self.name, profile.name, [], exc.category, exc.message)
+        except Exception as exc:  # a bug must cost one poll, never the actor
+            log.exception("poll failed unexpectedly", device=self.name, profile=profile.name)
+            await self._discard(slot)
+            engine.polled(self.name, profile.name, [], "internal",
+                          f"{type(exc).__name__}: {exc}")
+        else:
+            engine.polled(self.name, profile.name, samples, None, None)
+        finally:
+            engine.poll_stats.seconds += time.perf_counter() - started
+            poller.in_flight = False
+            slot.busy, slot.last_used = False, time.monotonic()
+            self.running.discard(entry)
+            self._pump()
+            self.engine.actor_settled(self)
+
     # -- idle sessions ---------------------------------------------------------------------
     async def close_idle(self, older_than: float) -> None:
         cutoff = time.monotonic() - older_than
@@ -254,6 +379,10 @@ class DeviceActor:
                 self.slots.remove(slot)
 
     async def close(self) -> None:
+        for poller in self.polls.values():
+            if poller.schedule is not None:
+                poller.schedule.cancel()
+        self.polls.clear()
         for entry in list(self.running):
             if entry.runner is not None:
                 entry.runner.cancel()

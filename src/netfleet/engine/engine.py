@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import structlog
 from netfleet.domain.errors import Overloaded, ParseError
 from netfleet.domain.jobs import CommandOutput, DeviceResult, DeviceTask, ParseSpec
 from netfleet.domain.ports import Driver, Parser, Target
+from netfleet.domain.telemetry import Profile, Sample
 from netfleet.engine.actor import DeviceActor, Entry, now
 
 log = structlog.get_logger("netfleet.engine")
@@ -35,6 +36,29 @@ class EngineDeps:
     on_result: Callable[[DeviceResult], None]  # every status change of every device result
     parser: Parser | None = None
     differ: Callable[[str, Sequence[str], str], str] | None = None  # running, lines, platform
+    # Every poll's outcome: device, profile, samples, and the failure's category and message
+    # (None when it worked). Called on the event loop; must not block.
+    on_poll: Callable[[PollOutcome], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    device: str
+    profile: str
+    samples: list[Sample]
+    category: str | None = None  # None: the poll worked
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class PollStats:
+    """Counters since start, for /metrics."""
+
+    ok: int = 0
+    failed: int = 0
+    overruns: int = 0  # ticks skipped because the previous poll had not finished
+    samples: int = 0
+    seconds: float = 0.0  # wall time spent in polls, summed
 
 
 class Engine:
@@ -44,6 +68,7 @@ class Engine:
         self.gate = asyncio.Semaphore(self.limits.global_concurrency)
         self.actors: dict[str, DeviceActor] = {}
         self.sessions_opened = 0
+        self.poll_stats = PollStats()
         self._reaper: asyncio.Task[None] | None = None
 
     # -- submitting ------------------------------------------------------------------------
@@ -93,8 +118,35 @@ class Engine:
             log.exception("result callback failed", device=result.device, job=result.job_id)
 
     def actor_settled(self, actor: DeviceActor) -> None:
-        if actor.idle and not actor.slots:
+        if actor.idle and not actor.slots and not actor.polls:
             self.actors.pop(actor.name, None)
+
+    def polled(self, device: str, profile: str, samples: list[Sample], category: str | None,
+               message: str | None) -> None:
+        stats = self.poll_stats
+        if category is None:
+            stats.ok += 1
+            stats.samples += len(samples)
+        else:
+            stats.failed += 1
+        if self.deps.on_poll is None:
+            return
+        try:
+            self.deps.on_poll(PollOutcome(device, profile, samples, category, message))
+        except Exception:
+            log.exception("poll callback failed", device=device, profile=profile)
+
+    def parse_rows(self, platform: str, command: str, raw: str,
+                   spec: ParseSpec) -> list[dict[str, Any]] | None:
+        """A poll's parse: rows, or None (that command's metrics are skipped this round)."""
+        parser = self.deps.parser
+        if parser is None or spec.kind == "none":
+            return None
+        try:
+            return parser.parse(raw, platform=platform, command=command, kind=spec.kind,
+                                template=spec.template)
+        except ParseError:
+            return None
 
     def parsed(self, platform: str, command: str, raw: str,
                spec: ParseSpec | None) -> CommandOutput:
@@ -115,6 +167,26 @@ class Engine:
         if self.deps.differ is None:
             return ""
         return self.deps.differ(running, lines, platform)
+
+    # -- telemetry -------------------------------------------------------------------------
+    def set_polls(self, plan: Mapping[str, Collection[Profile]]) -> None:
+        """Poll each device with these profiles from now on; devices left out stop polling."""
+        for name, current in list(self.actors.items()):
+            if name not in plan and current.polls:
+                current.set_polls(())
+                self.actor_settled(current)
+        for name, profiles in plan.items():
+            actor = self.actors.get(name)
+            if actor is None:
+                if not profiles:
+                    continue
+                actor = self.actors[name] = DeviceActor(name, self)
+            actor.set_polls(profiles)
+        self._start_reaper()
+
+    @property
+    def polled_devices(self) -> int:
+        return sum(1 for a in self.actors.values() if a.polls)
 
     # -- sessions --------------------------------------------------------------------------
     @property
@@ -145,5 +217,6 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         return {"actors": len(self.actors), "pending": self.pending,
                 "open_sessions": self.open_sessions, "sessions_opened": self.sessions_opened,
-                "running": sum(len(a.running) for a in self.actors.values())}
+                "running": sum(len(a.running) for a in self.actors.values()),
+                "polled_devices": self.polled_devices}
 

@@ -329,6 +329,10 @@ class JobService:
             summary = finished.model_dump(mode="json", exclude={"results"})
             self.webhooks.fire(running.webhook, "job.finished", summary)
 
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
     # -- read ------------------------------------------------------------------------------
     async def get(self, job_id: str, wait: float = 0) -> JobView:
         running = self._running.get(job_id) or self._recording.get(job_id)

@@ -1,0 +1,386 @@
+"""Telemetry: which devices poll which profiles, where samples go, and what is known now.
+
+The engine's actors poll; every outcome comes here (`on_poll`, on the event loop, never
+blocking). Samples wait in a bounded buffer that a writer flushes in batches — every second or
+every FLUSH_BATCH samples, whichever comes first. When the database is slow or down the buffer
+fills; past MAX_BUFFER the oldest samples are dropped and counted, so neither the actors nor
+the API ever wait on storage. The newest value of every series is kept in memory (`latest`),
+with each device marked stale when its last poll failed or none came for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import Histogram
+
+from netfleet.domain.errors import InvalidInput, NotFound
+from netfleet.domain.selectors import Selector
+from netfleet.domain.telemetry import Profile, Sample
+from netfleet.engine import Engine
+from netfleet.engine.engine import PollOutcome
+from netfleet.engine.profiles import builtin_profiles
+from netfleet.store import Store
+from netfleet.store.telemetry import Point, SeriesKey, labels_key
+
+log = structlog.get_logger("netfleet.telemetry")
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileView:
+    profile: Profile
+    where: list[str]
+    enabled: bool
+    builtin: bool
+    devices: int  # how many devices poll it now
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    device: str
+    metric: str
+    labels: dict[str, str]
+    unit: str
+    ts: float  # epoch seconds
+    value: float
+    stale: bool
+    reason: str | None  # why stale: the last poll's failure, or "no poll for Ns"
+
+
+@dataclass
+class _DeviceState:
+    interval: float = 60.0
+    last_ok: float = 0.0  # epoch seconds of the last poll that worked
+    error: str | None = None  # the last poll's failure, cleared by a poll that works
+    series: dict[tuple[str, str], tuple[float, float, str]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WriterStats:
+    written: int = 0
+    dropped: int = 0  # oldest samples dropped because the buffer was full
+    batches: int = 0
+    failures: int = 0
+    last_batch_seconds: float = 0.0
+
+
+class TelemetryService:
+    FLUSH_INTERVAL = 1.0
+    FLUSH_BATCH = 20_000
+    MAX_BUFFER = 1_000_000
+    REFRESH_INTERVAL = 30.0  # re-read assignments (catches inventory changes from anywhere)
+    MAINTENANCE_INTERVAL = 60.0
+
+    def __init__(self, store: Store, *, retention_days: float = 7.0,
+                 rollup_retention_days: float = 90.0) -> None:
+        self.store = store
+        self.engine: Engine | None = None  # set by bootstrap once the engine exists
+        self.retention_days = retention_days
+        self.rollup_retention_days = rollup_retention_days
+        self.stats = WriterStats()
+        # Not registered anywhere: /metrics' collector yields it with the rest.
+        self.write_latency = Histogram(
+            "netfleet_sample_write_seconds", "Time to write one batch of samples.",
+            registry=None, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self._buffer: deque[Sample] = deque()
+        self._series: dict[SeriesKey, int] = {}
+        self._devices: dict[str, _DeviceState] = {}
+        self._assigned: dict[str, list[Profile]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._flush_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.ensure_builtin()
+        await self.apply()
+        self._tasks = [asyncio.create_task(self._writer(), name="netfleet-telemetry-writer"),
+                       asyncio.create_task(self._refresher(), name="netfleet-telemetry-apply"),
+                       asyncio.create_task(self._maintenance(),
+                                           name="netfleet-telemetry-maintenance")]
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    # -- profiles and assignment -----------------------------------------------------------
+    async def ensure_builtin(self) -> None:
+        """Store the built-in profiles that are not stored yet (assigned to no device)."""
+        async with self.store.transaction() as tx:
+            have = {p.name for p in await tx.telemetry.profiles()}
+            for name, profile in builtin_profiles().items():
+                if name not in have:
+                    await tx.telemetry.put_profile(name, _body(profile), [], create=True)
+
+    async def profiles(self) -> list[ProfileView]:
+        async with self.store.transaction(readonly=True) as tx:
+            stored = await tx.telemetry.profiles()
+        counts: dict[str, int] = {}
+        for profiles in self._assigned.values():
+            for p in profiles:
+                counts[p.name] = counts.get(p.name, 0) + 1
+        builtin = builtin_profiles()
+        return [ProfileView(Profile.model_validate(r.body), r.where, r.enabled,
+                            r.name in builtin, counts.get(r.name, 0)) for r in stored]
+
+    async def profile(self, name: str) -> ProfileView:
+        for view in await self.profiles():
+            if view.profile.name == name:
+                return view
+        raise NotFound(f"no telemetry profile {name!r}")
+
+    async def put_profile(self, profile: Profile, where: list[str], enabled: bool = True, *,
+                          create: bool | None = None) -> ProfileView:
+        _selector(where)  # a bad term is a 422 naming `where`, before anything is stored
+        async with self.store.transaction() as tx:
+            await tx.telemetry.put_profile(profile.name, _body(profile), where, enabled,
+                                           create=create)
+        await self.apply()
+        return await self.profile(profile.name)
+
+    async def assign(self, name: str, where: list[str] | None = None,
+                     enabled: bool | None = None) -> ProfileView:
+        current = await self.profile(name)
+        return await self.put_profile(
+            current.profile, current.where if where is None else where,
+            current.enabled if enabled is None else enabled, create=False)
+
+    async def delete_profile(self, name: str) -> None:
+        async with self.store.transaction() as tx:
+            await tx.telemetry.delete_profile(name)
+        await self.apply()
+
+    async def apply(self) -> int:
+        """Work out which devices poll which profiles, and tell the engine. A profile polls
+        the devices its `where` selects that are of its platform. Returns the device count."""
+        async with self.store.transaction(readonly=True) as tx:
+            stored = [r for r in await tx.telemetry.profiles() if r.enabled and r.where]
+            assigned: dict[str, list[Profile]] = {}
+            for record in stored:
+                profile = Profile.model_validate(record.body)
+                selector = _selector(record.where)
+                after: str | None = None
+                while True:
+                    page = await tx.devices.find(selector, limit=1000, after=after)
+                    for device in page.items:
+                        if device.platform == profile.platform and device.credentials:
+                            assigned.setdefault(device.name, []).append(profile)
+                    after = page.next_cursor
+                    if after is None:
+                        break
+        self._assigned = assigned
+        for name, profiles in assigned.items():
+            state = self._devices.setdefault(name, _DeviceState())
+            state.interval = min(p.interval for p in profiles)
+        for gone in set(self._devices) - set(assigned):
+            del self._devices[gone]
+        if self.engine is not None:
+            self.engine.set_polls(assigned)
+        return len(assigned)
+
+    async def _refresher(self) -> None:
+        while True:
+            await asyncio.sleep(self.REFRESH_INTERVAL)
+            try:
+                await self.apply()
+            except Exception:
+                log.exception("refreshing telemetry assignments failed")
+
+    # -- ingest ----------------------------------------------------------------------------
+    def on_poll(self, outcome: PollOutcome) -> None:
+        """Engine callback for every poll: remember the newest values, queue the samples."""
+        state = self._devices.get(outcome.device)
+        if state is None:  # polled as it was being unassigned
+            return
+        if outcome.category is not None:
+            state.error = f"{outcome.category}: {outcome.message}"
+            return
+        state.error = None
+        state.last_ok = time.time()
+        for s in outcome.samples:
+            state.series[(s.metric, labels_key(s.labels))] = (s.ts, s.value, s.unit)
+        self._buffer.extend(outcome.samples)
+        over = len(self._buffer) - self.MAX_BUFFER
+        if over > 0:  # storage is behind: the oldest go, counted, and nothing waits
+            for _ in range(over):
+                self._buffer.popleft()
+            self.stats.dropped += over
+        if len(self._buffer) >= self.FLUSH_BATCH:
+            self._wake.set()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    async def _writer(self) -> None:
+        backoff = 0.5
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.FLUSH_INTERVAL)
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = 0.5
+            except Exception as exc:
+                self.stats.failures += 1
+                log.warning("writing samples failed; kept for the next try",
+                            error=str(exc)[:200], buffered=len(self._buffer))
+                await asyncio.sleep(backoff)
+                backoff = min(30.0, backoff * 2)
+
+    async def flush(self) -> int:
+        """Write what is buffered (in batches); on failure the samples go back to the front."""
+        async with self._flush_lock:
+            written = 0
+            while self._buffer:
+                batch = [self._buffer.popleft()
+                         for _ in range(min(self.FLUSH_BATCH, len(self._buffer)))]
+                try:
+                    written += await self._write(batch)
+                except Exception:
+                    self._buffer.extendleft(reversed(batch))
+                    raise
+            return written
+
+    async def _write(self, batch: Sequence[Sample]) -> int:
+        started = time.perf_counter()
+        keys = {s: SeriesKey(s.device, s.metric, labels_key(s.labels), s.unit) for s in batch}
+        async with self.store.transaction() as tx:
+            missing = [k for k in set(keys.values()) if k not in self._series]
+            if missing:
+                self._series.update(await tx.telemetry.series_ids(missing))
+            rows = [(self._series[key], round(s.ts * 1000), s.value)
+                    for s, key in keys.items() if key in self._series]
+            await tx.telemetry.write(rows)
+        seconds = time.perf_counter() - started
+        self.stats.written += len(rows)
+        self.stats.batches += 1
+        self.stats.last_batch_seconds = seconds
+        self.write_latency.observe(seconds)
+        return len(rows)
+
+    async def reset(self) -> None:
+        """Forget everything held in memory and start over from the database (after the
+        database was emptied or restored)."""
+        self._series.clear()
+        self._buffer.clear()
+        self._devices.clear()
+        await self.ensure_builtin()
+        await self.apply()
+
+    def forget_devices(self, names: Iterable[str]) -> None:
+        """Devices deleted: their series ids are gone with them."""
+        gone = set(names)
+        self._series = {k: v for k, v in self._series.items() if k.device not in gone}
+
+    # -- maintenance -----------------------------------------------------------------------
+    async def maintain(self, now_ms: int | None = None) -> dict[str, int]:
+        """Roll up the last few whole minutes and drop what is past retention."""
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        async with self.store.transaction() as tx:
+            rolled = await tx.telemetry.roll_up(now_ms - 5 * 60_000, now_ms)
+            dropped = await tx.telemetry.drop_older_than(
+                now_ms - int(self.retention_days * DAY_MS),
+                now_ms - int(self.rollup_retention_days * DAY_MS))
+        return {"rolled_up": rolled, "dropped": dropped}
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(self.MAINTENANCE_INTERVAL)
+            try:
+                await self.maintain()
+            except Exception:
+                log.exception("telemetry maintenance failed")
+
+    # -- reading ---------------------------------------------------------------------------
+    async def query(self, *, where: Sequence[str], metric: str | None, start: float,
+                    end: float, limit: int, step: float | None,
+                    labels: dict[str, str] | None = None) -> list[Point]:
+        selector = _selector(where) if where else None
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.telemetry.query(
+                selector=selector, metric=metric, start_ms=int(start * 1000),
+                end_ms=int(end * 1000), limit=limit,
+                step_ms=None if step is None else int(step * 1000),
+                labels=None if labels is None else labels_key(list(labels.items())))
+
+    async def latest(self, *, where: Sequence[str] = (), metric: str | None = None,
+                     now: float | None = None) -> list[Latest]:
+        """The newest value of every series of the selected devices. A device is stale when
+        its last poll failed, or when no poll has worked for 2.5 intervals."""
+        now = now if now is not None else time.time()
+        names: set[str] | None = None
+        if where:
+            selector = _selector(where)
+            names = set()
+            async with self.store.transaction(readonly=True) as tx:
+                after: str | None = None
+                while True:
+                    page = await tx.devices.find(selector, limit=1000, after=after)
+                    names.update(d.name for d in page.items)
+                    after = page.next_cursor
+                    if after is None:
+                        break
+        out = []
+        for device in sorted(self._devices):
+            if names is not None and device not in names:
+                continue
+            state = self._devices[device]
+            reason = state.error
+            if reason is None and state.last_ok and now - state.last_ok > 2.5 * state.interval:
+                reason = f"no poll for {now - state.last_ok:.0f}s"
+            for (name, labels), (ts, value, unit) in sorted(state.series.items()):
+                if metric is not None and name != metric:
+                    continue
+                out.append(Latest(device, name, _labels(labels), unit, ts, value,
+                                  reason is not None, reason))
+        return out
+
+    def latest_now(self) -> list[Latest]:
+        """`latest` for every device, from memory (no database): for /metrics."""
+        states = self.device_states()
+        return [Latest(device, name, _labels(labels), unit, ts, value, *states[device])
+                for device, state in self._devices.items()
+                for (name, labels), (ts, value, unit) in state.series.items()]
+
+    def device_states(self) -> dict[str, tuple[bool, str | None]]:
+        """Device -> (stale, reason), for /metrics."""
+        now = time.time()
+        out = {}
+        for name, state in self._devices.items():
+            reason = state.error
+            if reason is None and now - state.last_ok > 2.5 * state.interval:
+                reason = "no poll yet" if not state.last_ok else "late"
+            out[name] = (reason is not None, reason)
+        return out
+
+
+def _selector(where: Sequence[str]) -> Selector:
+    try:
+        return Selector.parse(list(where))
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="where", fix=exc.fix) from None
+
+
+def _body(profile: Profile) -> dict[str, Any]:
+    body: dict[str, Any] = profile.model_dump(mode="json")
+    return body
+
+
+def _labels(key: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in key.split(",") if part) if key else {}

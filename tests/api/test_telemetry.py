@@ -1,0 +1,148 @@
+"""Telemetry through the REST API against the simulator over real SSH, on SQLite and PostgreSQL:
+profiles assigned by selector, polls on the persistent session, samples stored and queried,
+latest values with staleness, and /metrics as Prometheus parses it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api.conftest import ServerThread, register
+from tests.conftest import RunningSim
+
+
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def fast_default(admin: httpx.Client, platform: str, where: list[str],
+                 interval: float = 1.0) -> dict[str, Any]:
+    """The built-in profile of the platform, polled every `interval` seconds."""
+    builtin = admin.get(f"/telemetry/profiles/{platform}-default")
+    assert builtin.status_code == 200, builtin.text
+    profile = {**builtin.json()["profile"], "name": f"{platform}-fast", "interval": interval}
+    response = admin.post("/telemetry/profiles", json={"profile": profile, "where": where})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def latest(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    response = client.get("/telemetry/latest", params=params)
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = response.json()["latest"]
+    return rows
+
+
+def test_an_assigned_profile_polls_stores_and_serves_metrics(
+        api: ServerThread, sim: RunningSim) -> None:
+    with api.client("admin") as admin, api.client("viewer") as viewer:
+        devices = register(admin, sim, "cisco_ios", 2, tags=["polled"])
+        register(admin, sim, "cisco_ios", 1, tags=["not-polled"])
+        logins_before = api.services.engine.sessions_opened
+        created = fast_default(admin, "cisco_ios", ["tag=polled"])
+        assert created["devices"] == 2 and created["builtin"] is False
+
+        def rates_for_both() -> bool:
+            rows = latest(viewer, metric="throughput_bps")
+            return {r["device"] for r in rows} == {d.name for d in devices}
+
+        until(rates_for_both, what="throughput (a rate: two polls) from both devices")
+        rows = latest(viewer, device=devices[0].name)
+        by_metric = {r["metric"]: r for r in rows if not r["labels"]}
+        assert {"cpu_percent", "memory_used_percent", "latency_ms", "throughput_bps",
+                "error_rate"} <= set(by_metric)
+        assert 0 <= by_metric["cpu_percent"]["value"] <= 100
+        assert by_metric["throughput_bps"]["value"] > 0
+        assert not any(r["stale"] for r in rows)
+        interfaces = {r["labels"]["interface"] for r in rows if r["metric"] == "if_in_bps"}
+        assert len(interfaces) >= 8
+
+        # Stored: newest first, filtered by device and metric; downsampled with step.
+        def stored(name: str) -> list[dict[str, Any]]:
+            points: list[dict[str, Any]] = viewer.get("/telemetry", params={
+                "device": name, "metric": "cpu_percent"}).json()["points"]
+            return points
+
+        until(lambda: all(len(stored(d.name)) >= 3 for d in devices),
+              what="three stored cpu samples per device")
+        points = stored(devices[0].name)
+        times = [p["time"] for p in points]
+        assert times == sorted(times, reverse=True)
+        assert {p["device"] for p in points} == {devices[0].name}
+        stepped = viewer.get("/telemetry", params={"where": "tag=polled",
+                                                   "metric": "cpu_percent", "step": "1h"})
+        assert stepped.status_code == 200, stepped.text
+        buckets = stepped.json()["points"]
+        assert {p["device"] for p in buckets} == {d.name for d in devices}
+        for d in devices:  # (a poll may straddle an hour boundary: then two buckets)
+            mine = [p for p in buckets if p["device"] == d.name]
+            assert len(mine) <= 2 and sum(p["count"] for p in mine) >= 3
+        assert all(p["min"] - 1e-9 <= p["value"] <= p["max"] + 1e-9 for p in buckets)
+
+        # Prometheus can read /metrics, with device labels on the device metrics.
+        text = httpx.get(api.url + "/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        cpu = families["netfleet_device_cpu_percent"]
+        assert {s.labels["device"] for s in cpu.samples} == {d.name for d in devices}
+        polls = {s.labels["outcome"]: s.value for s in families["netfleet_polls"].samples
+                 if s.name == "netfleet_polls_total"}
+        assert polls["ok"] >= 4
+        assert families["netfleet_polled_devices"].samples[0].value == 2
+        assert "netfleet_sample_write_seconds" in families
+
+        # Polls ran on each device's persistent session: one login each, not one per poll.
+        assert api.services.engine.sessions_opened - logins_before == len(devices)
+
+
+def test_a_device_that_stops_answering_is_marked_stale(
+        api: ServerThread, sim: RunningSim) -> None:
+    with api.client("admin") as admin:
+        [device] = register(admin, sim, "cisco_ios", 1, tags=["flaky"])
+        fast_default(admin, "cisco_ios", ["tag=flaky"])
+        until(lambda: latest(admin, device=device.name, metric="cpu_percent"),
+              what="a first cpu sample")
+        sim.set_faults(device, auth_fail=True, drop_probability=1.0)
+
+        def stale() -> list[dict[str, Any]]:
+            rows = latest(admin, device=device.name, metric="cpu_percent")
+            return [r for r in rows if r["stale"]]
+
+        [row] = until(stale, what="the device marked stale")
+        assert row["reason"] and ("auth" in row["reason"] or "session" in row["reason"])
+        text = httpx.get(api.url + "/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        stale_flags = {s.labels["device"]: s.value
+                       for s in families["netfleet_device_stale"].samples}
+        assert stale_flags[device.name] == 1.0
+        sim.set_faults(device)
+
+
+def test_profiles_are_validated_and_admin_only(api: ServerThread) -> None:
+    with api.client("admin") as admin, api.client("operator") as operator:
+        listed = admin.get("/telemetry/profiles").json()["profiles"]
+        assert {"cisco_ios-default", "arista_eos-default", "juniper_junos-default"} <= {
+            p["name"] for p in listed}
+        assert all(p["builtin"] and p["where"] == [] for p in listed)  # polling nothing
+        bad = admin.post("/telemetry/profiles", json={"profile": {
+            "name": "x", "platform": "cisco_ios", "interval": 0.1, "commands": []}})
+        assert bad.status_code == 422
+        assert any("interval" in str(e.get("field", "")) for e in bad.json()["errors"])
+        bad_where = admin.patch("/telemetry/profiles/cisco_ios-default",
+                                json={"where": ["colour=blue"]})
+        assert bad_where.status_code == 422 and bad_where.json()["errors"][0]["field"] == "where"
+        assert operator.patch("/telemetry/profiles/cisco_ios-default",
+                              json={"where": ["name=*"]}).status_code == 403
+        assert admin.get("/telemetry/profiles/nope").status_code == 404
+        bad_step = admin.get("/telemetry", params={"step": "soon"})
+        assert bad_step.status_code == 422 and bad_step.json()["errors"][0]["field"] == "step"
