@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from netfleet.sim.telemetry import Degradation
 from tests.api.conftest import ServerThread, register
 from tests.conftest import RunningSim
 
@@ -146,3 +147,30 @@ def test_profiles_are_validated_and_admin_only(api: ServerThread) -> None:
         assert admin.get("/telemetry/profiles/nope").status_code == 404
         bad_step = admin.get("/telemetry", params={"step": "soon"})
         assert bad_step.status_code == 422 and bad_step.json()["errors"][0]["field"] == "step"
+
+
+def test_bottlenecks_name_the_degraded_device_and_why(api: ServerThread, sim: RunningSim) -> None:
+    with api.client("admin") as admin, api.client("viewer") as viewer:
+        devices = register(admin, sim, "cisco_ios", 8, tags=["peers"])
+        worst = devices[3]
+
+        def degrade() -> None:
+            worst.degradation = Degradation(latency_factor=8.0, throughput_factor=0.2,
+                                            error_factor=300.0)
+            worst._telemetry = None  # the model is rebuilt from the new degradation
+
+        sim.run(degrade)
+        fast_default(admin, "cisco_ios", ["tag=peers"])
+        until(lambda: len({r["device"] for r in latest(viewer, metric="error_rate")}) == 8,
+              timeout=60, what="error rates from all eight devices")
+        found = viewer.get("/bottlenecks", params={"window": "5m", "where": "tag=peers"})
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert body["devices_compared"] == 8 and body["method"] == "robust"
+        assert [b["device"] for b in body["bottlenecks"]] == [worst.name]
+        [flagged] = body["bottlenecks"]
+        assert "latency" in flagged["reason"] and "above peers" in flagged["reason"]
+        assert flagged["metrics"]["latency_ms"]["z"] >= 2
+        assert flagged["deviation_score"] > 0
+        bad = viewer.get("/bottlenecks", params={"method": "guess"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "method"

@@ -28,6 +28,7 @@ def create_app(services: Any) -> FastAPI:
     v1 = APIRouter(prefix="/api/v1")
     for module in (devices, credentials, jobs, keys, templates, telemetry):
         v1.include_router(module.router)
+    v1.include_router(telemetry.bottlenecks_router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)

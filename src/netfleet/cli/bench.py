@@ -36,3 +36,42 @@ def jobs(
     result = asyncio.run(bench_jobs.run(devices=devices, samples=samples,
                                         baseline_jobs=baseline_jobs))
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("detect")
+def detect(
+    devices: Annotated[int, typer.Option(min=10, max=100_000)] = 1000,
+    fraction: Annotated[list[float] | None, typer.Option(
+        min=0.0, max=0.5, help="Degraded fraction (repeat for several).")] = None,
+    window: Annotated[int, typer.Option(min=1, max=60, help="Window in minutes.")] = 10,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Bottleneck detection: precision, recall and F1 of robust and zscore at 5/10/20% degraded."""
+    from netfleet.bench import detect as bench_detect
+
+    result = asyncio.run(bench_detect.run(devices=devices,
+                                          fractions=tuple(fraction or (0.05, 0.10, 0.20)),
+                                          window_minutes=window, seed=seed))
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@app.command("poll")
+def poll(
+    devices: Annotated[int, typer.Option(min=1, max=20_000)] = 2000,
+    interval: Annotated[float, typer.Option(min=1.0, help="Poll interval, seconds.")] = 2.0,
+    seconds: Annotated[float, typer.Option(min=5.0, help="Measuring time.")] = 20.0,
+    ingest_samples: Annotated[int, typer.Option(min=10_000)] = 200_000,
+    query_devices: Annotated[int, typer.Option(min=10)] = 10_000,
+    postgres_admin_url: Annotated[str, typer.Option(
+        help="A PostgreSQL database to create the benchmark's database from; '' skips it.")]
+    = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """Device-polls per CPU-second, memory per polled device, sample ingest rate (SQLite and
+    PostgreSQL) and the bottleneck query over 10,000 devices."""
+    from netfleet.bench import poll as bench_poll
+
+    result = asyncio.run(bench_poll.run(devices=devices, interval=interval, seconds=seconds,
+                                        ingest_samples=ingest_samples,
+                                        query_devices=query_devices,
+                                        postgres_admin_url=postgres_admin_url or None))
+    typer.echo(json.dumps(result, indent=2))

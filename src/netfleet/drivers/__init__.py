@@ -6,6 +6,7 @@ declare its own, so `get_driver` and `driver_for` treat every driver the same wa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
@@ -33,9 +34,16 @@ def register(name: str, factory: Callable[[], Driver]) -> None:
     _instances.pop(name, None)
 
 
+@functools.cache
+def _installed() -> frozenset[str]:
+    """Driver names from installed packages' entry points, read once: a scan opens every
+    distribution's metadata, far too slow for each of thousands of session opens."""
+    return frozenset(ep.name for ep in entry_points(group=GROUP))
+
+
 def available() -> list[str]:
     """Every driver name, in preference order."""
-    names = set(_factories) | {ep.name for ep in entry_points(group=GROUP)}
+    names = set(_factories) | _installed()
     preferred = [n for n in PREFERENCE if n in names]
     return preferred + sorted(names - set(preferred))
 

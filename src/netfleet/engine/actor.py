@@ -329,7 +329,7 @@ class DeviceActor:
         engine = self.engine
         started = time.perf_counter()
         try:
-            async with engine.gate, asyncio.timeout(min(profile.interval, 60.0)):
+            async with engine.gate, asyncio.timeout(poll_timeout(profile)):
                 target = await engine.deps.resolve(self.name)
                 session = await self._session(slot, target)
                 at = time.time()
@@ -346,7 +346,7 @@ class DeviceActor:
         except TimeoutError:
             await self._discard(slot)  # a late prompt would desync the next command
             engine.polled(self.name, profile.name, [], "timeout",
-                          f"no answer within {min(profile.interval, 60.0):g}s")
+                          f"no answer within {poll_timeout(profile):g}s")
         except asyncio.CancelledError:
             await self._discard(slot)
             raise
@@ -393,6 +393,13 @@ class DeviceActor:
     @property
     def open_sessions(self) -> int:
         return sum(1 for s in self.slots if s.session is not None and s.session.alive)
+
+
+def poll_timeout(profile: Profile) -> float:
+    """How long one poll may take. Not the interval: a poll slowed by load is better late
+    (the ticks it spans are skipped as overruns) than cut off, which would close the session
+    and cost a login — under load that turns into a storm of logins."""
+    return max(30.0, profile.interval)
 
 
 def _usable(slot: Slot, target: Target) -> bool:

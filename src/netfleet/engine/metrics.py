@@ -215,11 +215,12 @@ class DeviceMetrics:
 
         parsed[i]: the parsed rows of profile.commands[i], or None if that command failed (its
         metrics are skipped this round). Gauges come out as read: a text found in `map` (else
-        the number the text spells), times `scale`, plus `offset`. Counters come out as per-second rates, times `scale`,
-        from the previous observation of the same series; see the module docstring for wraps
-        and resets. A series appears at most once per round: the first row that yields it
-        wins (tables with Filldown columns repeat device-level values on every row). Derived
-        metrics come last, each only when every metric it uses produced a sample this round.
+        the number the text spells), times `scale`, plus `offset`. Counters come out as
+        per-second rates, times `scale`, from the previous observation of the same series; see
+        the module docstring for wraps and resets. A series appears at most once per round:
+        the first row that yields it wins (tables with Filldown columns repeat device-level
+        values on every row). Derived metrics come last, each only when every metric it uses
+        produced a sample this round.
         A value that is not a number skips its sample; nothing here raises on device output.
         """
         commands = self.plan.commands

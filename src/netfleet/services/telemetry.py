@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from prometheus_client import Histogram
 
+from netfleet.analytics import Bottleneck, detect
 from netfleet.domain.errors import InvalidInput, NotFound
 from netfleet.domain.selectors import Selector
 from netfleet.domain.telemetry import Profile, Sample
@@ -28,6 +29,7 @@ from netfleet.engine import Engine
 from netfleet.engine.engine import PollOutcome
 from netfleet.engine.profiles import builtin_profiles
 from netfleet.store import Store
+from netfleet.store.aggregates import window_aggregates
 from netfleet.store.telemetry import Point, SeriesKey, labels_key
 
 log = structlog.get_logger("netfleet.telemetry")
@@ -350,6 +352,19 @@ class TelemetryService:
                 out.append(Latest(device, name, _labels(labels), unit, ts, value,
                                   reason is not None, reason))
         return out
+
+    async def bottlenecks(self, *, where: Sequence[str] = (), window: float = 600.0,
+                          method: str = "robust", threshold: float = 2.0,
+                          now: float | None = None) -> tuple[list[Bottleneck], int]:
+        """Devices deviating from their peers over the last `window` seconds, worst first,
+        and how many devices were compared. Per-device means come from SQL
+        (store.aggregates); analytics judges them against the peers."""
+        now = now if now is not None else time.time()
+        selector = _selector(where) if where else None
+        async with self.store.transaction(readonly=True) as tx:
+            aggregates = await window_aggregates(tx.session, self.store.dialect, selector,
+                                                 int((now - window) * 1000), int(now * 1000))
+        return detect(aggregates, method, threshold), len(aggregates)
 
     def latest_now(self) -> list[Latest]:
         """`latest` for every device, from memory (no database): for /metrics."""

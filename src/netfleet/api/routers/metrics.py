@@ -22,7 +22,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-
 router = APIRouter(tags=["metrics"])
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")

@@ -149,3 +149,32 @@ def _point(p: Any) -> dict[str, Any]:
     if p.count is not None:
         out.update(min=p.min, max=p.max, count=p.count)
     return out
+
+
+bottlenecks_router = APIRouter(tags=["telemetry"])
+
+
+@bottlenecks_router.get("/bottlenecks")
+async def bottlenecks(
+        svc: ServicesDep, who: Viewer,
+        window: Annotated[str, Query(description="e.g. 10m, 1h")] = "10m",
+        where: Annotated[list[str] | None, Query(description="selector terms: the peer "
+                                                             "group")] = None,
+        method: Annotated[str, Query(description="robust (median/MAD, the default) or "
+                                                 "zscore (mean/std)")] = "robust",
+        threshold: Annotated[float, Query(gt=0, description="z at which a device is "
+                                                            "flagged")] = 2.0
+) -> dict[str, Any]:
+    """Devices whose latency, throughput or error rate deviate from their peers over the
+    window, worst first, with per-metric z-scores and a reason."""
+    found, compared = await svc.telemetry.bottlenecks(
+        where=where or [], window=duration(window, "window"), method=method,
+        threshold=threshold)
+    return {"window": window, "method": method, "threshold": threshold,
+            "devices_compared": compared,
+            "bottlenecks": [
+                {"device": b.device, "deviation_score": round(b.score, 3), "reason": b.reason,
+                 "metrics": {m: {"value": s.value, "baseline": s.baseline,
+                                 "spread": s.spread, "z": round(s.z, 3)}
+                             for m, s in b.metrics.items()}}
+                for b in found]}
