@@ -30,6 +30,8 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/netfleet bench sim
 	$(BIN)/netfleet bench jobs
+	$(BIN)/netfleet bench poll
+	$(BIN)/netfleet bench detect
 
 # Re-pin after changing dependencies in pyproject.toml (needs uv: `pip install uv`).
 lock:
