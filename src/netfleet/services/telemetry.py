@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ import structlog
 from prometheus_client import Histogram
 
 from netfleet.analytics import Bottleneck, detect
-from netfleet.domain.errors import InvalidInput, NotFound
+from netfleet.domain.errors import Conflict, InvalidInput, NotFound
 from netfleet.domain.selectors import Selector
 from netfleet.domain.telemetry import Profile, Sample
 from netfleet.engine import Engine
@@ -30,7 +30,7 @@ from netfleet.engine.engine import PollOutcome
 from netfleet.engine.profiles import builtin_profiles
 from netfleet.store import Store
 from netfleet.store.aggregates import window_aggregates
-from netfleet.store.telemetry import Point, SeriesKey, labels_key
+from netfleet.store.telemetry import Point, SeriesKey, labels_key, parse_labels
 
 log = structlog.get_logger("netfleet.telemetry")
 
@@ -260,6 +260,15 @@ class TelemetryService:
             return written
 
     async def _write(self, batch: Sequence[Sample]) -> int:
+        try:
+            return await self._write_once(batch)
+        except Conflict:
+            # A device (and its series) was deleted since its ids were cached: look them up
+            # again; samples of devices that are gone have nowhere to go and are left out.
+            self._series.clear()
+            return await self._write_once(batch)
+
+    async def _write_once(self, batch: Sequence[Sample]) -> int:
         started = time.perf_counter()
         keys = {s: SeriesKey(s.device, s.metric, labels_key(s.labels), s.unit) for s in batch}
         async with self.store.transaction() as tx:
@@ -284,11 +293,6 @@ class TelemetryService:
         self._devices.clear()
         await self.ensure_builtin()
         await self.apply()
-
-    def forget_devices(self, names: Iterable[str]) -> None:
-        """Devices deleted: their series ids are gone with them."""
-        gone = set(names)
-        self._series = {k: v for k, v in self._series.items() if k.device not in gone}
 
     # -- maintenance -----------------------------------------------------------------------
     async def maintain(self, now_ms: int | None = None) -> dict[str, int]:
@@ -349,7 +353,7 @@ class TelemetryService:
             for (name, labels), (ts, value, unit) in sorted(state.series.items()):
                 if metric is not None and name != metric:
                     continue
-                out.append(Latest(device, name, _labels(labels), unit, ts, value,
+                out.append(Latest(device, name, parse_labels(labels), unit, ts, value,
                                   reason is not None, reason))
         return out
 
@@ -369,7 +373,7 @@ class TelemetryService:
     def latest_now(self) -> list[Latest]:
         """`latest` for every device, from memory (no database): for /metrics."""
         states = self.device_states()
-        return [Latest(device, name, _labels(labels), unit, ts, value, *states[device])
+        return [Latest(device, name, parse_labels(labels), unit, ts, value, *states[device])
                 for device, state in self._devices.items()
                 for (name, labels), (ts, value, unit) in state.series.items()]
 
@@ -395,7 +399,3 @@ def _selector(where: Sequence[str]) -> Selector:
 def _body(profile: Profile) -> dict[str, Any]:
     body: dict[str, Any] = profile.model_dump(mode="json")
     return body
-
-
-def _labels(key: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in key.split(",") if part) if key else {}
