@@ -223,9 +223,11 @@ class JobService:
                           parse=request.parse, timeout=request.timeout)
 
     # -- targets (credentials) for the engine ----------------------------------------------
-    async def _cache_targets(self, names: Sequence[str], tx: Any = None) -> None:
+    async def _cache_targets(self, names: Sequence[str], tx: Any = None, *,
+                             force: bool = False) -> None:
         now = time.monotonic()
-        stale = [n for n in names if now - self._targets.get(n, (-1e9, None))[0] > TARGET_TTL]
+        stale = list(names) if force else [
+            n for n in names if now - self._targets.get(n, (-1e9, None))[0] > TARGET_TTL]
         if not stale:
             return
         if tx is not None:
@@ -237,7 +239,16 @@ class JobService:
             self._targets[name] = (now, found.get(name))
 
     async def resolve(self, name: str) -> Target:
-        await self._cache_targets([name])
+        """The device's connection target, for the engine (every job and every poll).
+        Refreshing one that has aged out also refreshes, in the same query, up to a thousand
+        others past half their age: a polled fleet then costs a lookup per thousand devices
+        and not one per device per minute."""
+        now = time.monotonic()
+        at, _ = self._targets.get(name, (-1e9, None))
+        if now - at > TARGET_TTL:
+            ageing = [n for n, (t, _) in self._targets.items()
+                      if n != name and now - t > TARGET_TTL / 2]
+            await self._cache_targets([name, *ageing[:999]], force=True)
         target = self._targets[name][1]
         if target is None:
             raise InvalidInput(f"device {name} has no credentials or no longer exists",

@@ -148,6 +148,8 @@ class TelemetryRepo:
     async def write(self, rows: Sequence[tuple[int, int, float]]) -> int:
         """Insert samples (series id, epoch ms, value). A sample already stored for the same
         series and time is kept, not duplicated (a retried batch writes nothing twice)."""
+        if self.dialect == "postgresql" and rows and await self._copy(rows):
+            return len(rows)
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         statement = insert(TelemetrySampleRow).on_conflict_do_nothing()
         try:
@@ -157,6 +159,23 @@ class TelemetryRepo:
         except IntegrityError:  # a series deleted with its device meanwhile
             raise Conflict("a device of these samples was deleted; drop the batch") from None
         return len(rows)
+
+    async def _copy(self, rows: Sequence[tuple[int, int, float]]) -> bool:
+        """PostgreSQL's COPY, several times faster than INSERT for a batch. COPY has no ON
+        CONFLICT, so it runs under a savepoint: a sample already stored (a batch retried after
+        an ambiguous commit) or a series gone with its device rolls it back, and the INSERT
+        path, which skips duplicates, does the batch instead. True when COPY did it."""
+        connection = await self.session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        try:
+            async with self.session.begin_nested():
+                await raw.copy_records_to_table(
+                    TelemetrySampleRow.__tablename__, records=rows,
+                    columns=["series_id", "ts", "value"])
+        except Exception:  # asyncpg's own errors (COPY bypasses SQLAlchemy): let INSERT decide
+            return False
+        return True
 
     # -- reading ---------------------------------------------------------------------------
     async def query(self, *, selector: Selector | None, metric: str | None, start_ms: int,
