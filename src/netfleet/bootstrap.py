@@ -117,7 +117,12 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
         idle_timeout=settings.idle_session_timeout)
     parsers = Parsers()
     webhooks = WebhookSender(webhook_secret(settings))
-    telemetry = TelemetryService(store)
+    telemetry = TelemetryService(
+        store, retention_days=settings.retention_days,
+        rollup_retention_days=settings.rollup_retention_days, webhooks=webhooks,
+        alert_webhook=settings.alert_webhook, alert_window=settings.alert_window,
+        alert_interval=settings.alert_interval, alert_method=settings.alert_method,
+        alert_threshold=settings.alert_threshold)
 
     def engine_factory(jobs: JobService) -> Engine:
         return Engine(EngineDeps(

@@ -6,7 +6,7 @@ Use `load_settings()`: a bad value becomes an `InvalidInput` that names the vari
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     idle_session_timeout: float = Field(300.0, gt=0, le=86_400)
     # Signs webhook deliveries (HMAC-SHA256); unset: derived from the secret key.
     webhook_secret: SecretStr | None = None
+    # Telemetry: retention, and bottleneck alerts (a webhook when one appears or clears).
+    retention_days: float = Field(7.0, gt=0)
+    rollup_retention_days: float = Field(90.0, gt=0)
+    alert_webhook: str | None = None
+    alert_window: float = Field(600.0, ge=10, description="seconds")
+    alert_interval: float = Field(60.0, ge=1, description="seconds")
+    alert_method: Literal["robust", "zscore"] = "robust"
+    alert_threshold: float = Field(2.0, gt=0)
     partitions: int = 64
     host: str = "127.0.0.1"
     port: int = 8000

@@ -4,6 +4,9 @@ latest values with staleness, and /metrics as Prometheus parses it."""
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -154,18 +157,16 @@ def test_bottlenecks_name_the_degraded_device_and_why(api: ServerThread, sim: Ru
         devices = register(admin, sim, "cisco_ios", 8, tags=["peers"])
         worst = devices[3]
 
-        def degrade() -> None:
-            worst.degradation = Degradation(latency_factor=8.0, throughput_factor=0.2,
-                                            error_factor=300.0)
-            worst._telemetry = None  # the model is rebuilt from the new degradation
-
-        sim.run(degrade)
+        sim.run(lambda: _degrade(worst, True))
         fast_default(admin, "cisco_ios", ["tag=peers"])
-        until(lambda: len({r["device"] for r in latest(viewer, metric="error_rate")}) == 8,
-              timeout=60, what="error rates from all eight devices")
-        found = viewer.get("/bottlenecks", params={"window": "5m", "where": "tag=peers"})
-        assert found.status_code == 200, found.text
-        body = found.json()
+
+        def compared() -> dict[str, Any] | None:
+            found = viewer.get("/bottlenecks", params={"window": "5m", "where": "tag=peers"})
+            assert found.status_code == 200, found.text
+            data: dict[str, Any] = found.json()
+            return data if data["devices_compared"] == 8 else None
+
+        body = until(compared, timeout=60, what="stored samples from all eight devices")
         assert body["devices_compared"] == 8 and body["method"] == "robust"
         # Worst first. (With eight peers of mixed models a healthy one may show up too: a
         # small switch carries less than a big one, and healthy latencies spread 0.8-4 ms.)
@@ -178,3 +179,70 @@ def test_bottlenecks_name_the_degraded_device_and_why(api: ServerThread, sim: Ru
         assert flagged["deviation_score"] > 0
         bad = viewer.get("/bottlenecks", params={"method": "guess"})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "method"
+
+
+class HookReceiver:
+    """A real HTTP endpoint on loopback, in a thread, collecting webhook events."""
+
+    def __init__(self) -> None:
+        events: list[tuple[str, dict[str, Any]]] = []
+        self.events = events
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                data = json.loads(body)
+                events.append((data["event"], data["data"]))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_bottleneck_that_appears_and_clears_fires_webhooks(
+        api: ServerThread, sim: RunningSim) -> None:
+    telemetry = api.services.telemetry
+    receiver = HookReceiver()
+    saved = telemetry.alert_webhook, telemetry.alert_window
+    telemetry.alert_webhook, telemetry.alert_window = receiver.url, 4.0
+    try:
+        with api.client("admin") as admin:
+            devices = register(admin, sim, "cisco_ios", 8, tags=["alerting"])
+            worst = devices[5]
+            sim.run(lambda: _degrade(worst, True))
+            fast_default(admin, "cisco_ios", ["tag=alerting"])
+            until(lambda: worst.name in api.call(telemetry.check_alerts())[0]
+                  or worst.name in telemetry.flagged, timeout=60,
+                  what="the degraded device flagged")
+            until(lambda: any(e == "bottleneck.appeared" and d["device"] == worst.name
+                              for e, d in receiver.events), what="the appeared event")
+            appeared = next(d for e, d in receiver.events
+                            if e == "bottleneck.appeared" and d["device"] == worst.name)
+            assert "above peers" in appeared["reason"] and appeared["deviation_score"] > 0
+
+            sim.run(lambda: _degrade(worst, False))  # the device recovers
+            until(lambda: worst.name in api.call(telemetry.check_alerts())[1]
+                  or worst.name not in telemetry.flagged, timeout=60,
+                  what="the recovered device cleared")
+            until(lambda: ("bottleneck.cleared", {"device": worst.name, "window_seconds": 4.0})
+                  in receiver.events, what="the cleared event")
+    finally:
+        telemetry.alert_webhook, telemetry.alert_window = saved
+        telemetry.flagged = {}
+        receiver.close()
+
+
+def _degrade(device: Any, on: bool) -> None:
+    device.degradation = Degradation(latency_factor=8.0, throughput_factor=0.2,
+                                     error_factor=300.0) if on else None
+    device._telemetry = None  # the model is rebuilt from the new degradation

@@ -28,6 +28,7 @@ from netfleet.domain.telemetry import Profile, Sample
 from netfleet.engine import Engine
 from netfleet.engine.engine import PollOutcome
 from netfleet.engine.profiles import builtin_profiles
+from netfleet.services.webhooks import WebhookSender
 from netfleet.store import Store
 from netfleet.store.aggregates import window_aggregates
 from netfleet.store.telemetry import Point, SeriesKey, labels_key, parse_labels
@@ -83,8 +84,20 @@ class TelemetryService:
     MAINTENANCE_INTERVAL = 60.0
 
     def __init__(self, store: Store, *, retention_days: float = 7.0,
-                 rollup_retention_days: float = 90.0) -> None:
+                 rollup_retention_days: float = 90.0, webhooks: WebhookSender | None = None,
+                 alert_webhook: str | None = None, alert_window: float = 600.0,
+                 alert_interval: float = 60.0, alert_method: str = "robust",
+                 alert_threshold: float = 2.0) -> None:
         self.store = store
+        self.webhooks = webhooks
+        # Bottleneck alerts: every alert_interval, detect over alert_window; a device newly
+        # flagged fires `bottleneck.appeared`, one no longer flagged `bottleneck.cleared`.
+        self.alert_webhook = alert_webhook
+        self.alert_window = alert_window
+        self.alert_interval = alert_interval
+        self.alert_method = alert_method
+        self.alert_threshold = alert_threshold
+        self.flagged: dict[str, Bottleneck] = {}
         self.engine: Engine | None = None  # set by bootstrap once the engine exists
         self.retention_days = retention_days
         self.rollup_retention_days = rollup_retention_days
@@ -109,7 +122,8 @@ class TelemetryService:
         self._tasks = [asyncio.create_task(self._writer(), name="netfleet-telemetry-writer"),
                        asyncio.create_task(self._refresher(), name="netfleet-telemetry-apply"),
                        asyncio.create_task(self._maintenance(),
-                                           name="netfleet-telemetry-maintenance")]
+                                           name="netfleet-telemetry-maintenance"),
+                       asyncio.create_task(self._alerting(), name="netfleet-telemetry-alerts")]
 
     async def close(self) -> None:
         self._closing = True
@@ -369,6 +383,39 @@ class TelemetryService:
             aggregates = await window_aggregates(tx.session, self.store.dialect, selector,
                                                  int((now - window) * 1000), int(now * 1000))
         return detect(aggregates, method, threshold), len(aggregates)
+
+    async def check_alerts(self, now: float | None = None) -> tuple[list[str], list[str]]:
+        """One alerting pass: (appeared, cleared) device names, each sent as a webhook event
+        when `alert_webhook` is set. The first pass after start reports what is flagged then
+        as appeared."""
+        found, _ = await self.bottlenecks(window=self.alert_window, method=self.alert_method,
+                                          threshold=self.alert_threshold, now=now)
+        flagged = {b.device: b for b in found}
+        appeared = sorted(set(flagged) - set(self.flagged))
+        cleared = sorted(set(self.flagged) - set(flagged))
+        self.flagged = flagged
+        if self.alert_webhook and self.webhooks is not None:
+            for device in appeared:
+                b = flagged[device]
+                self.webhooks.fire(self.alert_webhook, "bottleneck.appeared", {
+                    "device": device, "deviation_score": round(b.score, 3),
+                    "reason": b.reason, "window_seconds": self.alert_window,
+                    "metrics": {m: {"value": v.value, "baseline": v.baseline,
+                                    "z": round(v.z, 3)} for m, v in b.metrics.items()}})
+            for device in cleared:
+                self.webhooks.fire(self.alert_webhook, "bottleneck.cleared", {
+                    "device": device, "window_seconds": self.alert_window})
+        if appeared or cleared:
+            log.info("bottlenecks changed", appeared=appeared, cleared=cleared)
+        return appeared, cleared
+
+    async def _alerting(self) -> None:
+        while True:
+            await asyncio.sleep(self.alert_interval)
+            try:
+                await self.check_alerts()
+            except Exception:
+                log.exception("bottleneck alerting failed")
 
     def latest_now(self) -> list[Latest]:
         """`latest` for every device, from memory (no database): for /metrics."""
