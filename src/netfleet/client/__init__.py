@@ -4,6 +4,7 @@
     with Client.from_env() as nf:
         job = nf.submit({"kind": "command", "where": ["tag=core"], "commands": ["show version"]})
         done = nf.job(job.id, wait=30)
+        cpu = nf.telemetry_latest(where=["tag=core"], metric="cpu_percent")
 
 API errors come back as netfleet's own exceptions (NotFound, InvalidInput, Overloaded, …).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +30,7 @@ from netfleet.domain.errors import (
     Overloaded,
 )
 from netfleet.domain.jobs import JobRequest, JobView
+from netfleet.domain.telemetry import Profile
 
 __all__ = ["Client", "ClientConfig", "config_paths"]
 
@@ -174,6 +177,73 @@ class Client:
     def cancel(self, job_id: str) -> JobView:
         return JobView.model_validate(self._call("DELETE", f"/jobs/{job_id}"))
 
+    # -- telemetry -------------------------------------------------------------------------
+    def telemetry_profiles(self) -> list[dict[str, Any]]:
+        """Every profile with its `where`, `enabled`, `builtin` and how many devices poll it."""
+        return list(self._call("GET", "/telemetry/profiles")["profiles"])
+
+    def telemetry_profile(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/telemetry/profiles/{name}")
+        return result
+
+    def create_telemetry_profile(self, profile: Profile | dict[str, Any],
+                                 where: list[str] | None = None, *, enabled: bool = True
+                                 ) -> dict[str, Any]:
+        """A new profile (Conflict when the name is taken); `where` [] polls no device."""
+        result: dict[str, Any] = self._call("POST", "/telemetry/profiles",
+                                            json=_profile_body(profile, where, enabled))
+        return result
+
+    def replace_telemetry_profile(self, profile: Profile | dict[str, Any],
+                                  where: list[str] | None = None, *, enabled: bool = True
+                                  ) -> dict[str, Any]:
+        """Store the profile under its name, replacing one of that name if there is one."""
+        body = _profile_body(profile, where, enabled)
+        name = body["profile"].get("name")
+        if not name:
+            raise InvalidInput("the profile has no name", field="profile.name",
+                               fix="give the profile a `name`")
+        result: dict[str, Any] = self._call("PUT", f"/telemetry/profiles/{name}", json=body)
+        return result
+
+    def assign_telemetry_profile(self, name: str, where: list[str] | None = None, *,
+                                 enabled: bool | None = None) -> dict[str, Any]:
+        """Change which devices the profile polls, or switch it on or off; None keeps."""
+        body = {k: v for k, v in {"where": where, "enabled": enabled}.items() if v is not None}
+        result: dict[str, Any] = self._call("PATCH", f"/telemetry/profiles/{name}", json=body)
+        return result
+
+    def remove_telemetry_profile(self, name: str) -> None:
+        self._call("DELETE", f"/telemetry/profiles/{name}")
+
+    def telemetry_samples(self, *, metric: str | None = None, device: str | None = None,
+                          where: list[str] | None = None, start: datetime | None = None,
+                          end: datetime | None = None, limit: int = 1000,
+                          step: str | None = None, interface: str | None = None
+                          ) -> dict[str, Any]:
+        """{"start", "end", "step", "points"}: points newest first; with `step` (e.g. "5m")
+        one point per series per step, with min, max and count. Default range: the last hour."""
+        params = _params(metric=metric, device=device, where=where or None,
+                         start=start.isoformat() if start else None,
+                         end=end.isoformat() if end else None, limit=limit, step=step,
+                         interface=interface)
+        result: dict[str, Any] = self._call("GET", "/telemetry", params=params)
+        return result
+
+    def telemetry_latest(self, *, metric: str | None = None, device: str | None = None,
+                         where: list[str] | None = None) -> list[dict[str, Any]]:
+        """The newest value of every series; `stale` and `reason` say when it is old."""
+        params = _params(metric=metric, device=device, where=where or None)
+        return list(self._call("GET", "/telemetry/latest", params=params)["latest"])
+
+    def bottlenecks(self, *, window: str = "10m", where: list[str] | None = None,
+                    method: str = "robust", threshold: float = 2.0) -> dict[str, Any]:
+        """Devices deviating from their peers, worst first, and `devices_compared`."""
+        params = _params(window=window, where=where or None, method=method,
+                         threshold=threshold)
+        result: dict[str, Any] = self._call("GET", "/bottlenecks", params=params)
+        return result
+
     # -- keys and templates ----------------------------------------------------------------
     def create_key(self, name: str, role: str) -> dict[str, Any]:
         """A new key; its `token` is in this answer only."""
@@ -196,6 +266,16 @@ class Client:
         body = {"output": output, "platform": platform, "command": command, "kind": kind,
                 "template": template}
         return list(self._call("POST", "/templates/parse", json=body)["records"])
+
+
+def _profile_body(profile: Profile | dict[str, Any], where: list[str] | None,
+                  enabled: bool) -> dict[str, Any]:
+    body = profile if isinstance(profile, dict) else profile.model_dump(mode="json")
+    return {"profile": body, "where": where or [], "enabled": enabled}
+
+
+def _params(**params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 # A top-level `credentials_file: name` line, found without parsing a 10,000-device file.
