@@ -23,3 +23,16 @@ async def test_the_benchmark_reports_precision_recall_and_f1_per_method() -> Non
     high = result["fractions"][-1]["methods"]
     assert high["robust"]["f1"] >= 0.95
     assert high["robust"]["f1"] > high["zscore"]["f1"]
+
+
+async def test_polled_end_to_end_the_pipeline_finds_the_degraded_devices() -> None:
+    """Simulator process → SSH polls with the built-in profiles → writer → SQL → detect."""
+    result = await bench.run_polled(devices=40, fractions=(0.2,), interval=1.0, polls=4)
+
+    assert result["source"] == "polled over SSH from the simulator"
+    [run] = result["fractions"]
+    assert run["truth"] > 0 and run["polls_failed"] == 0 and run["samples_written"] > 0
+    robust = run["methods"]["robust"]
+    assert robust["devices_compared"] == 40
+    assert robust["true_positives"] + robust["false_negatives"] == run["truth"]
+    assert robust["recall"] == 1.0  # the simulator degrades them plainly

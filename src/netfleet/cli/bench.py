@@ -45,13 +45,21 @@ def detect(
         min=0.0, max=0.5, help="Degraded fraction (repeat for several).")] = None,
     window: Annotated[int, typer.Option(min=1, max=60, help="Window in minutes.")] = 10,
     seed: Annotated[int, typer.Option()] = 1,
+    polled: Annotated[bool, typer.Option(
+        "--polled", help="Poll a simulator over SSH (the whole pipeline) instead of "
+                         "computing samples from its model; --devices then defaults to 300.")]
+    = False,
 ) -> None:
     """Bottleneck detection: precision, recall and F1 of robust and zscore at 5/10/20% degraded."""
     from netfleet.bench import detect as bench_detect
 
-    result = asyncio.run(bench_detect.run(devices=devices,
-                                          fractions=tuple(fraction or (0.05, 0.10, 0.20)),
-                                          window_minutes=window, seed=seed))
+    fractions = tuple(fraction or (0.05, 0.10, 0.20))
+    if polled:
+        result = asyncio.run(bench_detect.run_polled(
+            devices=300 if devices == 1000 else devices, fractions=fractions, seed=seed))
+    else:
+        result = asyncio.run(bench_detect.run(devices=devices, fractions=fractions,
+                                              window_minutes=window, seed=seed))
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
