@@ -1,16 +1,26 @@
-"""The telemetry writer keeps going when a polled device is deleted under it."""
+"""The telemetry writer and what it knows now: a deleted device, a database that goes away and
+comes back (bounded buffer, oldest dropped, retried), and staleness in `latest`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
 import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
 
 from netfleet.domain.errors import NotFound
 from netfleet.domain.telemetry import Sample
+from netfleet.engine.engine import PollOutcome
 from netfleet.services.telemetry import TelemetryService
-from netfleet.store import Store, create_engine
-from netfleet.store.records import DeviceSpec
+from netfleet.store import Store, create_engine, migrate
+from netfleet.store.records import CredentialSpec, DeviceSpec
 from netfleet.store.secrets import SecretBox
+from tests.conftest import PG_ADMIN, _admin
+
+PROFILE = "cisco_ios-cpu"  # built in; polls every 60 s
 
 
 async def test_samples_of_a_deleted_device_do_not_block_the_others(postgresql_url: str) -> None:
@@ -38,3 +48,115 @@ async def test_samples_of_a_deleted_device_do_not_block_the_others(postgresql_ur
                 with contextlib.suppress(NotFound):
                     await tx.devices.delete(name)
         await store.close()
+
+
+class Database:
+    """A PostgreSQL database of our own, which the test can take offline and bring back."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+
+    async def down(self) -> None:
+        """New connections are refused and the open ones are cut, as in a database restart."""
+        await _admin(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS false')
+        await _admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     f"WHERE datname = '{self.name}'")
+
+    async def up(self) -> None:
+        await _admin(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS true')
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    db = Database(f"netfleet_test_{secrets.token_hex(6)}")
+    await _admin(f'CREATE DATABASE "{db.name}"')
+    try:
+        await migrate(db.url)
+        yield db
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def store(database: Database) -> AsyncIterator[Store]:
+    store = Store(create_engine(database.url), SecretBox.generate())
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def polled_device(store: Store, name: str) -> None:
+    """A device with credentials, for the built-in CPU profile to be assigned to."""
+    async with store.transaction() as tx:
+        await tx.credentials.create(CredentialSpec("lab", "admin", password="lab-pw"))
+        await tx.devices.upsert_many([DeviceSpec(name, "192.0.2.1", "cisco_ios",
+                                                 credentials="lab")])
+
+
+def cpu(device: str, value: float, ts: float) -> PollOutcome:
+    return PollOutcome(device, PROFILE, [Sample(device, "cpu_percent", value, ts, (), "%")])
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """For the writer's counters, which no event announces."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_a_database_outage_keeps_the_newest_samples_and_writes_them_when_it_is_back(
+        database: Database, store: Store) -> None:
+    await polled_device(store, "bp-1")
+    service = TelemetryService(store)
+    service.MAX_BUFFER = 50
+    await service.start()
+    try:
+        await service.assign(PROFILE, where=["name=bp-1"])
+        await database.down()
+        t0 = time.time() - 300
+        for i in range(120):  # two minutes of polls while nothing can be written
+            service.on_poll(cpu("bp-1", float(i), t0 + i))
+        assert service.buffered == 50
+        assert service.stats.dropped == 70
+
+        # The writer keeps trying (with backoff) and loses nothing it kept.
+        await until(lambda: service.stats.failures >= 2)
+        assert service.buffered == 50
+        assert service.stats.written == 0
+
+        await database.up()
+        await until(lambda: service.stats.written == 50)
+        assert service.buffered == 0
+        assert service.stats.dropped == 70
+    finally:
+        await service.close()
+    async with store.transaction(readonly=True) as tx:
+        points = await tx.telemetry.query(selector=None, metric="cpu_percent",
+                                          start_ms=int(t0 * 1000),
+                                          end_ms=int((t0 + 200) * 1000), limit=1000)
+    assert sorted(p.value for p in points) == [float(i) for i in range(70, 120)]
+
+
+async def test_latest_marks_a_device_stale_after_a_failed_poll_or_none_for_long(
+        store: Store) -> None:
+    await polled_device(store, "st-1")
+    service = TelemetryService(store)
+    await service.ensure_builtin()
+    await service.assign(PROFILE, where=["name=st-1"])  # interval 60 s
+
+    async def latest(now: float | None = None) -> tuple[float, bool, str | None]:
+        [one] = await service.latest(where=["name=st-1"], now=now)
+        return one.value, one.stale, one.reason
+
+    service.on_poll(cpu("st-1", 12.0, time.time()))
+    assert await latest() == (12.0, False, None)
+    service.on_poll(PollOutcome("st-1", PROFILE, [], "auth", "st-1 refused the credentials"))
+    # The last value is still shown, marked stale with the reason.
+    assert await latest() == (12.0, True, "auth: st-1 refused the credentials")
+    service.on_poll(cpu("st-1", 15.0, time.time()))
+    assert await latest() == (15.0, False, None)
+
+    assert await latest(now=time.time() + 120) == (15.0, False, None)  # within 2.5 intervals
+    assert await latest(now=time.time() + 200) == (15.0, True, "no poll for 200s")

@@ -89,6 +89,7 @@ class DeviceActor:
         self.polls: dict[str, Poller] = {}  # by profile name
         self.slots: list[Slot] = []
         self._ordered_running = False
+        self._closed = False
         self._connect_failures = 0
         self._next_connect = 0.0
 
@@ -126,7 +127,7 @@ class DeviceActor:
 
     def _pump(self) -> None:
         """Start what can start: the next change if none is running, reads on free slots."""
-        while True:
+        while not self._closed:
             slot = self._free_slot()
             if slot is None:
                 return
@@ -163,6 +164,7 @@ class DeviceActor:
     async def _run(self, entry: Entry, slot: Slot, ordered: bool) -> None:
         task, result = entry.task, entry.result
         try:
+            await self._wait_backoff()  # outside the gate: a failing device holds no slot
             async with self.engine.gate:
                 result.status, result.started_at = Status.RUNNING, now()
                 self.engine.report(result)
@@ -212,6 +214,12 @@ class DeviceActor:
                 if not reused or attempt == 2 or entry.result.outputs:
                     raise
                 log.info("stale session; reconnecting", device=self.name)
+
+    async def _wait_backoff(self) -> None:
+        """After failed logins, wait out the backoff before the next attempt."""
+        wait = self._next_connect - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _session(self, slot: Slot, target: Target) -> Session:
         if _usable(slot, target):
@@ -314,8 +322,16 @@ class DeviceActor:
                 self.engine.poll_stats.overruns += 1
             else:
                 poller.in_flight = True
-                self.reads.append(PollEntry(poller))
-                self._pump()
+                entry = PollEntry(poller)
+                slot = self._slot_for_poll()
+                if slot is None:  # busy: wait in the reads lane, in turn with jobs
+                    self.reads.append(entry)
+                    self._pump()
+                else:  # nothing waiting and a session free: poll right here, no extra task
+                    slot.busy = True
+                    self.running.add(entry)
+                    entry.runner = asyncio.current_task()
+                    await self._poll(entry, slot)
             tick += interval
             behind = time.time() - tick
             if behind > 0:  # the loop itself fell behind (a suspended laptop, say)
@@ -323,12 +339,19 @@ class DeviceActor:
                 self.engine.poll_stats.overruns += missed
                 tick += missed * interval
 
+    def _slot_for_poll(self) -> Slot | None:
+        """A free slot a poll may take at once: none while work is queued (it goes first)."""
+        if self.reads or (self.ordered and not self._ordered_running):
+            return None
+        return self._free_slot()
+
     async def _poll(self, entry: PollEntry, slot: Slot) -> None:
         poller = entry.poller
         profile = poller.profile
         engine = self.engine
         started = time.perf_counter()
         try:
+            await self._wait_backoff()  # outside the gate: a failing device holds no slot
             async with engine.gate, asyncio.timeout(poll_timeout(profile)):
                 target = await engine.deps.resolve(self.name)
                 session = await self._session(slot, target)
@@ -379,16 +402,30 @@ class DeviceActor:
                 self.slots.remove(slot)
 
     async def close(self) -> None:
+        """Stop everything and wait until it has stopped: queued jobs end cancelled, running
+        ones are cancelled, polls and their schedules end, and every session is closed.
+        Nothing starts afterwards (a finishing job's `_pump` finds the actor closed)."""
+        self._closed = True
+        stopping: list[asyncio.Task[None]] = []
         for poller in self.polls.values():
             if poller.schedule is not None:
                 poller.schedule.cancel()
+                stopping.append(poller.schedule)
         self.polls.clear()
+        for lane in (self.ordered, self.reads):
+            for queued in list(lane):
+                if isinstance(queued, Entry):
+                    self._finish(queued, Status.CANCELLED, "cancelled",
+                                 "netfleet stopped before it ran")
+            lane.clear()
         for entry in list(self.running):
             if entry.runner is not None:
                 entry.runner.cancel()
+                stopping.append(entry.runner)
+        current = asyncio.current_task()
+        await asyncio.gather(*(t for t in stopping if t is not current), return_exceptions=True)
         for slot in list(self.slots):
-            if not slot.busy:
-                await self._discard(slot)
+            await self._discard(slot)
 
     @property
     def open_sessions(self) -> int:

@@ -212,6 +212,7 @@ class Engine:
                 await self._reaper
         for actor in list(self.actors.values()):
             await actor.close()
+        self.actors.clear()  # closed actors take no work; later work gets new ones
         await asyncio.sleep(0)
 
     def stats(self) -> dict[str, Any]:
