@@ -294,6 +294,26 @@ async def test_a_changed_profile_restarts_its_poller_and_a_removed_device_is_let
     assert len(rig.polls.outcomes) == after
 
 
+async def test_a_profile_changed_mid_poll_lets_that_poll_finish_on_its_session(
+        rigs: tuple[MakeRig, dict[str, Device]], sim: RunningSim) -> None:
+    make, devices = rigs
+    rig = make(per_device_sessions=1)
+    [device] = add(sim, devices)
+    rig.engine.set_polls({device.name: [CPU]})
+    await rig.polls.until(lambda: len(rig.polls.ok(device.name)) >= 1)
+    actor = rig.engine.actors[device.name]
+    sim.set_faults(device, command_delay=1.0)
+    await wait_for(lambda: any(isinstance(e, PollEntry) for e in actor.running))
+    done = len(rig.polls.ok(device.name))
+    logins = rig.engine.sessions_opened
+
+    rig.engine.set_polls({device.name: [busy_profile(CPU)]})  # while that poll runs
+    await rig.polls.until(lambda: len(rig.polls.ok(device.name)) >= done + 2)
+    assert not rig.polls.failed(device.name)
+    assert rig.engine.sessions_opened == logins  # the running poll was not cut off
+    sim.set_faults(device)
+
+
 async def test_close_stops_every_schedule(
         rigs: tuple[MakeRig, dict[str, Device]], sim: RunningSim) -> None:
     make, devices = rigs

@@ -69,6 +69,7 @@ class Poller:
     metrics: DeviceMetrics
     schedule: asyncio.Task[None] | None = None
     in_flight: bool = False  # a poll is queued or running: the next tick is an overrun
+    stopped: bool = False  # replaced or removed: the schedule ends after any poll it runs
 
 
 @dataclass(eq=False)
@@ -296,8 +297,7 @@ class DeviceActor:
         wanted = {p.name: p for p in profiles}
         for name, poller in list(self.polls.items()):
             if wanted.get(name) != poller.profile:
-                if poller.schedule is not None:
-                    poller.schedule.cancel()
+                self._stop_poller(poller)
                 del self.polls[name]
         for name, profile in wanted.items():
             if name not in self.polls:
@@ -305,6 +305,18 @@ class DeviceActor:
                 poller.schedule = asyncio.create_task(
                     self._schedule(poller), name=f"netfleet-{self.name}-schedule-{name}")
                 self.polls[name] = poller
+
+    def _stop_poller(self, poller: Poller) -> None:
+        """End a poller's schedule. A poll it is running right now finishes first: cutting
+        it off would close the device's session and cost a login."""
+        poller.stopped = True
+        for queued in [e for e in self.reads
+                       if isinstance(e, PollEntry) and e.poller is poller]:
+            self.reads.remove(queued)
+        inline = any(isinstance(e, PollEntry) and e.poller is poller
+                     and e.runner is poller.schedule for e in self.running)
+        if poller.schedule is not None and not inline:
+            poller.schedule.cancel()
 
     async def _schedule(self, poller: Poller) -> None:
         """Fixed rate on the wall clock: ticks at phase + k·interval, where the phase is a
@@ -316,7 +328,7 @@ class DeviceActor:
         seed = zlib.crc32(f"{self.name}\0{poller.profile.name}".encode())
         phase = seed / 2**32 * interval
         tick = (math.floor((time.time() - phase) / interval) + 1) * interval + phase
-        while True:
+        while not poller.stopped:
             await asyncio.sleep(max(0.0, tick - time.time()))
             if poller.in_flight:
                 self.engine.poll_stats.overruns += 1

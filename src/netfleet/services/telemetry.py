@@ -62,6 +62,7 @@ class Latest:
 @dataclass
 class _DeviceState:
     interval: float = 60.0
+    assigned_at: float = field(default_factory=time.time)
     last_ok: float = 0.0  # epoch seconds of the last poll that worked
     error: str | None = None  # the last poll's failure, cleared by a poll that works
     series: dict[tuple[str, str], tuple[float, float, str]] = field(default_factory=dict)
@@ -82,6 +83,7 @@ class TelemetryService:
     MAX_BUFFER = 1_000_000
     REFRESH_INTERVAL = 30.0  # re-read assignments (catches inventory changes from anywhere)
     MAINTENANCE_INTERVAL = 60.0
+    WRITE_TIMEOUT = 60.0  # one batch; past it the batch is kept and retried
 
     def __init__(self, store: Store, *, retention_days: float = 7.0,
                  rollup_retention_days: float = 90.0, webhooks: WebhookSender | None = None,
@@ -231,13 +233,16 @@ class TelemetryService:
         for s in outcome.samples:
             state.series[(s.metric, labels_key(s.labels))] = (s.ts, s.value, s.unit)
         self._buffer.extend(outcome.samples)
+        self._trim()
+        if len(self._buffer) >= self.FLUSH_BATCH:
+            self._wake.set()
+
+    def _trim(self) -> None:
         over = len(self._buffer) - self.MAX_BUFFER
         if over > 0:  # storage is behind: the oldest go, counted, and nothing waits
             for _ in range(over):
                 self._buffer.popleft()
             self.stats.dropped += over
-        if len(self._buffer) >= self.FLUSH_BATCH:
-            self._wake.set()
 
     @property
     def buffered(self) -> int:
@@ -267,9 +272,11 @@ class TelemetryService:
                 batch = [self._buffer.popleft()
                          for _ in range(min(self.FLUSH_BATCH, len(self._buffer)))]
                 try:
-                    written += await self._write(batch)
-                except Exception:
+                    async with asyncio.timeout(self.WRITE_TIMEOUT):  # a hung database too
+                        written += await self._write(batch)
+                except BaseException:
                     self._buffer.extendleft(reversed(batch))
+                    self._trim()
                     raise
             return written
 
@@ -430,7 +437,10 @@ class TelemetryService:
         out = {}
         for name, state in self._devices.items():
             reason = state.error
-            if reason is None and now - state.last_ok > 2.5 * state.interval:
+            # Late: no poll has worked for 2.5 intervals (counted from the assignment
+            # before the first, which may be up to an interval away by its phase).
+            since = state.last_ok or state.assigned_at
+            if reason is None and now - since > 2.5 * state.interval:
                 reason = "no poll yet" if not state.last_ok else "late"
             out[name] = (reason is not None, reason)
         return out
