@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, Table, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,9 @@ MAX_POINTS = 10_000
 MINUTE_MS = 60_000
 # Rows per INSERT: three parameters each, well under both databases' parameter limits.
 _SAMPLE_CHUNK = 5_000
+_SQLITE_INSERT_SAMPLES = (
+    "INSERT INTO telemetry_samples (series_id, ts, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (series_id, ts) DO NOTHING")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +154,16 @@ class TelemetryRepo:
         if self.dialect == "postgresql" and rows and await self._copy(rows):
             return len(rows)
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        statement = insert(TelemetrySampleRow).on_conflict_do_nothing()
+        # Core, on the table: the ORM's bulk path spends more per row than the database does.
+        statement = insert(cast(Table, TelemetrySampleRow.__table__)).on_conflict_do_nothing()
+        connection = await self.session.connection()
         try:
             for chunk in chunked(rows, _SAMPLE_CHUNK):
-                await self.session.execute(
-                    statement, [{"series_id": s, "ts": t, "value": v} for s, t, v in chunk])
+                if self.dialect == "sqlite":  # the driver's executemany, one prepared statement
+                    await connection.exec_driver_sql(_SQLITE_INSERT_SAMPLES, list(chunk))
+                else:
+                    await connection.execute(
+                        statement, [{"series_id": s, "ts": t, "value": v} for s, t, v in chunk])
         except IntegrityError:  # a series deleted with its device meanwhile
             raise Conflict("a device of these samples was deleted; drop the batch") from None
         return len(rows)
