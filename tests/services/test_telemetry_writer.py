@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from netfleet.domain.errors import NotFound
+from netfleet.domain.selectors import Selector
 from netfleet.domain.telemetry import Sample
 from netfleet.engine.engine import PollOutcome
 from netfleet.services.telemetry import TelemetryService
@@ -160,3 +161,35 @@ async def test_latest_marks_a_device_stale_after_a_failed_poll_or_none_for_long(
 
     assert await latest(now=time.time() + 120) == (15.0, False, None)  # within 2.5 intervals
     assert await latest(now=time.time() + 200) == (15.0, True, "no poll for 200s")
+
+
+async def test_maintenance_rolls_up_whole_minutes_and_drops_what_is_past_retention(
+        sqlite_url: str) -> None:
+    store = Store(create_engine(sqlite_url), SecretBox.generate())
+    try:
+        async with store.transaction() as tx:
+            await tx.devices.upsert_many([DeviceSpec("m-a", "192.0.2.1", "cisco_ios")])
+        service = TelemetryService(store, retention_days=1, rollup_retention_days=2)
+        now = 1_800_000_000.0 - 1_800_000_000.0 % 60  # on a minute boundary
+        old = now - 1.5 * 86400  # past raw retention, within rollup retention
+        samples = [Sample("m-a", "cpu_percent", float(v), old + 10 * v) for v in range(6)]
+        samples += [Sample("m-a", "cpu_percent", 50.0 + v, now - 120 + 10 * v)
+                    for v in range(6)]
+        assert await service._write(samples) == 12
+        done = await service.maintain(now_ms=int(now * 1000))
+        assert done["dropped"] >= 6  # ours: 6 raw samples a day and a half old (+ others')
+        async with store.transaction(readonly=True) as tx:
+            mine = Selector.parse(["name=m-a"])  # the database is shared with other tests
+            raw = await tx.telemetry.query(selector=mine, metric="cpu_percent", start_ms=0,
+                                           end_ms=int(now * 1000) + 1)
+            rolled = await tx.telemetry.rollups("cpu_percent", 0, int(now * 1000) + 1,
+                                                selector=mine)
+        assert sorted(p.value for p in raw) == [50.0 + v for v in range(6)]
+        # The last five minutes are rolled up: the recent minute, average of 50..55.
+        assert [(p.ts, p.value, p.min, p.max, p.count) for p in rolled] == [
+            (int((now - 120) * 1000), 52.5, 50.0, 55.0, 6)]
+    finally:
+        async with store.transaction() as tx:
+            with contextlib.suppress(NotFound):
+                await tx.devices.delete("m-a")
+        await store.close()
