@@ -89,6 +89,7 @@ class Services:
         return config_lines(text)
 
     async def close(self) -> None:
+        await self.telemetry.stop()  # nothing reassigns polls from here on
         await self.jobs.close()  # stops the engine: no more polls
         await self.telemetry.close()  # then the last samples are written
         await self.webhooks.close()

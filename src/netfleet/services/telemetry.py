@@ -127,7 +127,19 @@ class TelemetryService:
                                            name="netfleet-telemetry-maintenance"),
                        asyncio.create_task(self._alerting(), name="netfleet-telemetry-alerts")]
 
+    async def stop(self) -> None:
+        """Stop the background work that changes polling (assignment refresh), and alerts and
+        maintenance; the writer keeps going. First step of a shutdown: once the engine is
+        closed, nothing may start polls again."""
+        for task in [t for t in self._tasks if t.get_name() != "netfleet-telemetry-writer"]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def close(self) -> None:
+        """Last step of a shutdown, after the engine: the writer ends and what is buffered is
+        written."""
+        await self.stop()
         self._closing = True
         for task in self._tasks:
             task.cancel()
