@@ -189,19 +189,13 @@ class JobService:
         return [device]
 
     async def _devices(self, tx: Any, selector: Selector) -> list[Device]:
-        out: list[Device] = []
-        after: str | None = None
-        while True:
-            page = await tx.devices.find(selector, limit=1000, after=after)
-            out.extend(page.items)
-            now = time.monotonic()
-            for device in page.items:
-                self._devices_known[device.name] = (now, device)
-            while len(self._devices_known) > 100_000:  # a bound, not a policy: oldest go
-                del self._devices_known[next(iter(self._devices_known))]
-            after = page.next_cursor
-            if after is None:
-                return out
+        found: list[Device] = await tx.devices.find_all(selector)
+        now = time.monotonic()
+        for device in found:
+            self._devices_known[device.name] = (now, device)
+        while len(self._devices_known) > 100_000:  # a bound, not a policy: oldest go
+            del self._devices_known[next(iter(self._devices_known))]
+        return found
 
     def _task(self, job_id: str, request: JobRequest, device: Device) -> DeviceTask:
         lines = list(request.lines)

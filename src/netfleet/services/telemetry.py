@@ -203,16 +203,9 @@ class TelemetryService:
             assigned: dict[str, list[Profile]] = {}
             for record in stored:
                 profile = Profile.model_validate(record.body)
-                selector = _selector(record.where)
-                after: str | None = None
-                while True:
-                    page = await tx.devices.find(selector, limit=1000, after=after)
-                    for device in page.items:
-                        if device.platform == profile.platform and device.credentials:
-                            assigned.setdefault(device.name, []).append(profile)
-                    after = page.next_cursor
-                    if after is None:
-                        break
+                for device in await tx.devices.find_all(_selector(record.where)):
+                    if device.platform == profile.platform and device.credentials:
+                        assigned.setdefault(device.name, []).append(profile)
         self._assigned = assigned
         for name, profiles in assigned.items():
             state = self._devices.setdefault(name, _DeviceState())
@@ -365,16 +358,8 @@ class TelemetryService:
         now = now if now is not None else time.time()
         names: set[str] | None = None
         if where:
-            selector = _selector(where)
-            names = set()
             async with self.store.transaction(readonly=True) as tx:
-                after: str | None = None
-                while True:
-                    page = await tx.devices.find(selector, limit=1000, after=after)
-                    names.update(d.name for d in page.items)
-                    after = page.next_cursor
-                    if after is None:
-                        break
+                names = {d.name for d in await tx.devices.find_all(_selector(where))}
         out = []
         for device in sorted(self._devices):
             if names is not None and device not in names:

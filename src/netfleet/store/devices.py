@@ -81,6 +81,17 @@ class DeviceRepo:
         items = [_device(r) for r in rows[:limit]]
         return Page(items, items[-1].name if len(rows) > limit else None)
 
+    async def find_all(self, selector: Selector | None = None) -> list[Device]:
+        """Every device matching `selector`, by name (read a page of MAX_PAGE at a time)."""
+        out: list[Device] = []
+        after: str | None = None
+        while True:
+            page = await self.find(selector, limit=MAX_PAGE, after=after)
+            out.extend(page.items)
+            after = page.next_cursor
+            if after is None:
+                return out
+
     async def count(self, selector: Selector | None = None) -> int:
         stmt = select(func.count()).select_from(DeviceRow).where(
             selector_filter(selector or Selector(), self.dialect))
