@@ -218,9 +218,20 @@ def test_a_bottleneck_that_appears_and_clears_fires_webhooks(
     try:
         with api.client("admin") as admin:
             devices = register(admin, sim, "cisco_ios", 8, tags=["alerting"])
-            worst = devices[5]
-            sim.run(lambda: _degrade(worst, True))
             fast_default(admin, "cisco_ios", ["tag=alerting"])
+
+            def healthy_pass() -> dict[str, list[str]] | None:
+                found, compared = api.call(telemetry.bottlenecks(window=4.0,
+                                                                 where=["tag=alerting"]))
+                return {"flagged": [b.device for b in found]} if compared == 8 else None
+
+            # Healthy, a small switch among big ones may stand out on throughput: make the
+            # device to degrade one that does not, so that its recovery really clears it.
+            until(lambda: len(latest(admin, where="tag=alerting", metric="throughput_bps")) == 8,
+                  timeout=60, what="rates (two polls) from all eight devices")
+            healthy = until(healthy_pass, timeout=60, what="all eight devices stored")
+            worst = next(d for d in devices if d.name not in healthy["flagged"])
+            sim.run(lambda: _degrade(worst, True))
             until(lambda: worst.name in api.call(telemetry.check_alerts())[0]
                   or worst.name in telemetry.flagged, timeout=60,
                   what="the degraded device flagged")
