@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,10 +122,23 @@ class TelemetryService:
         await self.ensure_builtin()
         await self.apply()
         self._tasks = [asyncio.create_task(self._writer(), name="netfleet-telemetry-writer"),
-                       asyncio.create_task(self._refresher(), name="netfleet-telemetry-apply"),
-                       asyncio.create_task(self._maintenance(),
-                                           name="netfleet-telemetry-maintenance"),
-                       asyncio.create_task(self._alerting(), name="netfleet-telemetry-alerts")]
+                       # Re-reading assignments catches inventory changes made anywhere.
+                       self._every(self.REFRESH_INTERVAL, self.apply, "apply"),
+                       self._every(self.MAINTENANCE_INTERVAL, self.maintain, "maintenance"),
+                       self._every(self.alert_interval, self.check_alerts, "alerts")]
+
+    def _every(self, seconds: float, work: Callable[[], Awaitable[object]],
+               what: str) -> asyncio.Task[None]:
+        """A task running `work` every `seconds`; a failure is logged and the next run comes."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await work()
+                except Exception:
+                    log.exception("telemetry background work failed", work=what)
+
+        return asyncio.create_task(loop(), name=f"netfleet-telemetry-{what}")
 
     async def stop(self) -> None:
         """Stop the background work that changes polling (assignment refresh), and alerts and
@@ -216,13 +229,6 @@ class TelemetryService:
             self.engine.set_polls(assigned)
         return len(assigned)
 
-    async def _refresher(self) -> None:
-        while True:
-            await asyncio.sleep(self.REFRESH_INTERVAL)
-            try:
-                await self.apply()
-            except Exception:
-                log.exception("refreshing telemetry assignments failed")
 
     # -- ingest ----------------------------------------------------------------------------
     def on_poll(self, outcome: PollOutcome) -> None:
@@ -331,13 +337,6 @@ class TelemetryService:
                 now_ms - int(self.rollup_retention_days * DAY_MS))
         return {"rolled_up": rolled, "dropped": dropped}
 
-    async def _maintenance(self) -> None:
-        while True:
-            await asyncio.sleep(self.MAINTENANCE_INTERVAL)
-            try:
-                await self.maintain()
-            except Exception:
-                log.exception("telemetry maintenance failed")
 
     # -- reading ---------------------------------------------------------------------------
     async def query(self, *, where: Sequence[str], metric: str | None, start: float,
@@ -365,9 +364,7 @@ class TelemetryService:
             if names is not None and device not in names:
                 continue
             state = self._devices[device]
-            reason = state.error
-            if reason is None and state.last_ok and now - state.last_ok > 2.5 * state.interval:
-                reason = f"no poll for {now - state.last_ok:.0f}s"
+            reason = _stale_reason(state, now)
             for (name, labels), (ts, value, unit) in sorted(state.series.items()):
                 if metric is not None and name != metric:
                     continue
@@ -413,13 +410,6 @@ class TelemetryService:
             log.info("bottlenecks changed", appeared=appeared, cleared=cleared)
         return appeared, cleared
 
-    async def _alerting(self) -> None:
-        while True:
-            await asyncio.sleep(self.alert_interval)
-            try:
-                await self.check_alerts()
-            except Exception:
-                log.exception("bottleneck alerting failed")
 
     def latest_now(self) -> list[Latest]:
         """`latest` for every device, from memory (no database): for /metrics."""
@@ -433,14 +423,21 @@ class TelemetryService:
         now = time.time()
         out = {}
         for name, state in self._devices.items():
-            reason = state.error
-            # Late: no poll has worked for 2.5 intervals (counted from the assignment
-            # before the first, which may be up to an interval away by its phase).
-            since = state.last_ok or state.assigned_at
-            if reason is None and now - since > 2.5 * state.interval:
-                reason = "no poll yet" if not state.last_ok else "late"
+            reason = _stale_reason(state, now)
             out[name] = (reason is not None, reason)
         return out
+
+
+def _stale_reason(state: _DeviceState, now: float) -> str | None:
+    """Why a device's values are stale, or None: its last poll failed, or no poll has worked
+    for 2.5 intervals (counted from the assignment before the first, which its phase may put
+    up to an interval away)."""
+    if state.error is not None:
+        return state.error
+    since = state.last_ok or state.assigned_at
+    if now - since <= 2.5 * state.interval:
+        return None
+    return f"no poll for {now - since:.0f}s" if state.last_ok else "no poll yet"
 
 
 def _selector(where: Sequence[str]) -> Selector:
