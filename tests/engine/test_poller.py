@@ -289,9 +289,7 @@ async def test_a_changed_profile_restarts_its_poller_and_a_removed_device_is_let
     # Once its session has been idle for idle_timeout, the reaper closes it and the actor goes.
     await wait_for(lambda: device.name not in rig.engine.actors)
     await wait_for(lambda: not connected(sim, device))
-    after = len(rig.polls.outcomes)
-    await asyncio.sleep(1.2)  # longer than the interval: a live schedule would have ticked
-    assert len(rig.polls.outcomes) == after
+    await no_more_outcomes(rig)
 
 
 async def test_a_profile_changed_mid_poll_lets_that_poll_finish_on_its_session(
@@ -318,42 +316,27 @@ async def test_close_stops_every_schedule(
         rigs: tuple[MakeRig, dict[str, Device]], sim: RunningSim) -> None:
     make, devices = rigs
     rig = make()
-    fleet = add(sim, devices, 3)
-    rig.engine.set_polls({d.name: [CPU] for d in fleet})
-    await rig.polls.until(lambda: all(rig.polls.ok(d.name) for d in fleet))
-    schedules = [p.schedule for a in rig.engine.actors.values() for p in a.polls.values()]
+    fleet, schedules = await polled_fleet(rig, sim, devices)
     assert len(schedules) == 3
     await wait_for(lambda: not any(a.running for a in rig.engine.actors.values()))
 
     await rig.engine.close()
-    assert all(s is not None and s.done() for s in schedules)
     assert rig.engine.polled_devices == 0
-    after = len(rig.polls.outcomes)
-    await asyncio.sleep(1.2)  # longer than the interval: a live schedule would have ticked
-    assert len(rig.polls.outcomes) == after
-    await wait_for(lambda: not any(connected(sim, d) for d in fleet))
+    await all_stopped(rig, sim, fleet, schedules)
 
 
 async def test_close_returns_with_every_schedule_stopped_even_mid_poll(
         rigs: tuple[MakeRig, dict[str, Device]], sim: RunningSim) -> None:
     make, devices = rigs
     rig = make()
-    fleet = add(sim, devices, 3)
-    rig.engine.set_polls({d.name: [CPU] for d in fleet})
-    await rig.polls.until(lambda: all(rig.polls.ok(d.name) for d in fleet))
-    schedules = [p.schedule for a in rig.engine.actors.values() for p in a.polls.values()]
+    fleet, schedules = await polled_fleet(rig, sim, devices)
     slow = fleet[-1]  # closed last: nothing else to wait for once its poll is cancelled
     sim.set_faults(slow, command_delay=3.0)
     actor = rig.engine.actors[slow.name]
     await wait_for(lambda: any(isinstance(e, PollEntry) for e in actor.running))
 
     await rig.engine.close()
-    assert all(s is not None and s.done() for s in schedules)
-    after = len(rig.polls.outcomes)
-    await asyncio.sleep(1.2)  # longer than the interval: a live schedule would have ticked
-    assert len(rig.polls.outcomes) == after
-    # Every session was closed, the one cut mid-poll too.
-    await wait_for(lambda: not any(connected(sim, d) for d in fleet))
+    await all_stopped(rig, sim, fleet, schedules)  # the session cut mid-poll closed too
 
 
 async def test_close_starts_no_poll_that_was_queued_behind_a_running_job(
@@ -379,6 +362,30 @@ async def test_close_starts_no_poll_that_was_queued_behind_a_running_job(
     assert len(rig.polls.outcomes) == polled
     assert rig.engine.sessions_opened == opened
     await wait_for(lambda: not connected(sim, device))
+
+
+async def polled_fleet(rig: Rig, sim: RunningSim, devices: dict[str, Device], count: int = 3
+                       ) -> tuple[list[Device], list[asyncio.Task[None] | None]]:
+    """`count` devices polled with CPU, each polled once; and their schedules."""
+    fleet = add(sim, devices, count)
+    rig.engine.set_polls({d.name: [CPU] for d in fleet})
+    await rig.polls.until(lambda: all(rig.polls.ok(d.name) for d in fleet))
+    return fleet, [p.schedule for a in rig.engine.actors.values() for p in a.polls.values()]
+
+
+async def no_more_outcomes(rig: Rig) -> None:
+    after = len(rig.polls.outcomes)
+    await asyncio.sleep(1.2)  # longer than the interval: a live schedule would have ticked
+    assert len(rig.polls.outcomes) == after
+
+
+async def all_stopped(rig: Rig, sim: RunningSim, fleet: list[Device],
+                      schedules: list[asyncio.Task[None] | None]) -> None:
+    """Every schedule done, no poll after, and every session to the fleet closed."""
+    assert len(schedules) == len(fleet)
+    assert all(s is not None and s.done() for s in schedules)
+    await no_more_outcomes(rig)
+    await wait_for(lambda: not any(connected(sim, d) for d in fleet))
 
 
 def busy_profile(profile: Profile) -> Profile:
