@@ -128,7 +128,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     def engine_factory(jobs: JobService) -> Engine:
         return Engine(EngineDeps(
             resolve=jobs.resolve, driver_for=_driver, on_result=jobs.on_result,
-            on_poll=telemetry.on_poll, parser=parsers,
+            on_poll=telemetry.on_poll, poll_pressure=telemetry.pressure, parser=parsers,
             differ=lambda running, lines, platform: config_diff(running, lines,
                                                                platform=platform)),
             limits)

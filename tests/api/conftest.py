@@ -14,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import delete
+from sqlalchemy.exc import DBAPIError
 
 from netfleet.bootstrap import Services, build_app, build_services
 from netfleet.settings import load_settings
@@ -56,9 +57,18 @@ class ServerThread:
 
     async def _reset(self) -> None:
         await self.services.jobs.engine.close()
-        async with self.services.store.transaction() as tx:
-            for table in reversed(Base.metadata.sorted_tables):
-                await tx.session.execute(delete(table))
+        for attempt in range(1, 6):
+            # The writers may be storing the last test's results and samples right now: on
+            # PostgreSQL that can deadlock with the cascade of the deletes; try again.
+            try:
+                async with self.services.store.transaction() as tx:
+                    for table in reversed(Base.metadata.sorted_tables):
+                        await tx.session.execute(delete(table))
+                break
+            except DBAPIError:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
         self.services.jobs.forget(list(self.services.jobs._targets))
         await self.services.telemetry.reset()
 

@@ -67,7 +67,8 @@ class Rig:
 
 class MakeRig(Protocol):
     def __call__(self, *, idle_timeout: float = ..., per_device_sessions: int = ...,
-                 global_concurrency: int = ...) -> Rig: ...
+                 global_concurrency: int = ...,
+                 pressure: Callable[[], float] | None = ...) -> Rig: ...
 
 
 @pytest.fixture
@@ -84,10 +85,11 @@ async def rigs(sim: RunningSim) -> AsyncIterator[tuple[MakeRig, dict[str, Device
                       command_timeout=10, connect_timeout=10)
 
     def make(*, idle_timeout: float = 60.0, per_device_sessions: int = 2,
-             global_concurrency: int = 512) -> Rig:
+             global_concurrency: int = 512, pressure: Callable[[], float] | None = None) -> Rig:
         polls, jobs = Polls(), Recorder()
         engine = Engine(EngineDeps(resolve=resolve, driver_for=lambda t: driver,
-                                   on_result=jobs, parser=Parsers(), on_poll=polls),
+                                   on_result=jobs, parser=Parsers(), on_poll=polls,
+                                   poll_pressure=pressure),
                         Limits(per_device_queue=50, idle_timeout=idle_timeout,
                                per_device_sessions=per_device_sessions,
                                global_concurrency=global_concurrency))
@@ -217,6 +219,31 @@ async def test_a_poll_slower_than_its_interval_counts_overruns_and_never_queues_
     assert rig.engine.poll_stats.overruns >= 2
     assert most == 1
     assert all(cpu_values(o) for o in rig.polls.ok(device.name))
+    assert not rig.polls.failed(device.name)
+
+
+async def test_a_recorder_falling_behind_slows_polling_and_full_speed_returns_after(
+        rigs: tuple[MakeRig, dict[str, Device]], sim: RunningSim) -> None:
+    fill = [0.0]
+    make, devices = rigs
+    rig = make(pressure=lambda: fill[0])
+    [device] = add(sim, devices)
+    rig.engine.set_polls({device.name: [CPU]})
+    await rig.polls.until(lambda: len(rig.polls.ok(device.name)) >= 1)
+    stats = rig.engine.poll_stats
+    assert stats.throttled == 0
+
+    fill[0] = 0.95  # nine tenths full: one tick in eight polls
+    polled = len(rig.polls.ok(device.name))
+    async with asyncio.timeout(30):
+        while stats.throttled < 6:  # noqa: ASYNC110 (a counter, no event to wait on)
+            await asyncio.sleep(0.1)
+    assert len(rig.polls.ok(device.name)) - polled <= 1  # six skipped ticks, at most one poll
+
+    fill[0] = 0.0  # caught up: every tick polls again
+    throttled, polled = stats.throttled, len(rig.polls.ok(device.name))
+    await rig.polls.until(lambda: len(rig.polls.ok(device.name)) >= polled + 3)
+    assert stats.throttled <= throttled + 1  # a tick already past its check may still count
     assert not rig.polls.failed(device.name)
 
 

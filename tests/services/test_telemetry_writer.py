@@ -121,6 +121,7 @@ async def test_a_database_outage_keeps_the_newest_samples_and_writes_them_when_i
             service.on_poll(cpu("bp-1", float(i), t0 + i))
         assert service.buffered == 50
         assert service.stats.dropped == 70
+        assert service.pressure() == 1.0  # what slows the engine's polls down
 
         # The writer keeps trying (with backoff) and loses nothing it kept.
         await until(lambda: service.stats.failures >= 2)
@@ -131,6 +132,7 @@ async def test_a_database_outage_keeps_the_newest_samples_and_writes_them_when_i
         await until(lambda: service.stats.written == 50)
         assert service.buffered == 0
         assert service.stats.dropped == 70
+        assert service.pressure() == 0.0
     finally:
         await service.close()
     async with store.transaction(readonly=True) as tx:

@@ -3,6 +3,9 @@ own process (so the CPU and memory figures are the polling process's own).
 
 (a) device-polls per CPU-second of this process (parse and storage included), with the
     platform's light `-cpu` profile on every device, measured once every session is open;
+    then, as the baseline in the same run, the SSH library alone doing the same exchange on
+    the same number of sessions at the same rate (write the command, read to the prompt: no
+    netfleet code), which is the floor any poller built on asyncssh pays on this machine;
 (b) resident memory per polled device (RSS growth from before polling to steady state);
 (c) sample ingest rate into SQLite and PostgreSQL through the telemetry writer's own path;
 (d) the bottleneck aggregate query over 10,000 devices and a 10-minute window.
@@ -19,12 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import httpx
 
+from netfleet import runtime
 from netfleet.bench.sim import _free_port, simulator
 from netfleet.bootstrap import build_services
+from netfleet.domain.ports import Target
 from netfleet.domain.selectors import Selector
 from netfleet.domain.telemetry import Sample
+from netfleet.drivers.asyncssh import ENCRYPTION_ALGS, TERM_SIZE
 from netfleet.engine import Limits
 from netfleet.engine.profiles import builtin_profiles
 from netfleet.services.inventory import import_file
@@ -66,6 +73,7 @@ async def _polling(devices: int, interval: float, seconds: float) -> dict[str, A
                 rss_after = _rss_bytes()
                 stats = engine.poll_stats
                 ok0, failed0, over0 = stats.ok, stats.failed, stats.overruns
+                busy0 = stats.seconds
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 await asyncio.sleep(seconds)
                 cpu = time.process_time() - cpu0
@@ -75,6 +83,7 @@ async def _polling(devices: int, interval: float, seconds: float) -> dict[str, A
                     "devices": devices, "profile": "cisco_ios-cpu", "interval_s": interval,
                     "measured_s": round(wall, 1), "polls": polls,
                     "failed": stats.failed - failed0, "overruns": stats.overruns - over0,
+                    "mean_poll_ms": round((stats.seconds - busy0) / max(1, polls) * 1000, 1),
                     "polls_per_second": round(polls / wall, 1),
                     "process_cpu_s": round(cpu, 2),
                     "cpu_utilisation": round(cpu / wall, 2),
@@ -85,9 +94,84 @@ async def _polling(devices: int, interval: float, seconds: float) -> dict[str, A
                     "rss_per_polled_device_kib": round(
                         (rss_after - rss_before) / devices / 1024, 1),
                 }
+                targets = [await services.jobs.resolve(name) for name in sorted(engine.actors)]
             finally:
                 await services.close()
+            floor = await _ssh_floor(targets, profile.commands[0].command, interval, seconds)
+    floor["netfleet_share_of_floor"] = round(
+        result["device_polls_per_cpu_second"] / floor["exchanges_per_cpu_second"], 2)
+    result["ssh_library_floor"] = floor
     return result
+
+
+async def _ssh_floor(targets: list[Target], command: str, interval: float,
+                     seconds: float) -> dict[str, Any]:
+    """The baseline: asyncssh on its own, one shell per device, `command` every `interval`
+    seconds at a fixed phase per device, output read up to the prompt and thrown away."""
+    line = command.encode() + b"\n"
+    procs: list[asyncssh.SSHClientProcess[bytes]] = []
+    conns: list[asyncssh.SSHClientConnection] = []
+    gate = asyncio.Semaphore(64)
+
+    async def until(proc: asyncssh.SSHClientProcess[bytes], ends: tuple[bytes, ...]) -> bytes:
+        buf = b""
+        while not buf.rstrip().endswith(ends):
+            data = await proc.stdout.read(65536)
+            if not data:
+                raise EOFError("the simulator closed the shell")
+            buf += data
+        return buf
+
+    async def open_shell(t: Target) -> None:
+        async with gate:
+            conn = await asyncssh.connect(t.host, t.port, username=t.username,
+                                          password=t.password, known_hosts=None,
+                                          agent_path=None, config=None,
+                                          encryption_algs=ENCRYPTION_ALGS)
+            conns.append(conn)
+            proc = await conn.create_process(term_type="vt100", term_size=TERM_SIZE,
+                                             encoding=None)
+            if (await until(proc, (b">", b"#"))).rstrip().endswith(b">"):
+                proc.stdin.write(b"enable\n")
+                await until(proc, (b":",))
+                proc.stdin.write((t.enable_secret or "").encode() + b"\n")
+                await until(proc, (b"#",))
+            proc.stdin.write(b"terminal length 0\n")
+            await until(proc, (b"#",))
+            procs.append(proc)
+
+    count = 0
+
+    async def poll(index: int, proc: asyncssh.SSHClientProcess[bytes]) -> None:
+        nonlocal count
+        tick = time.time() + index / len(targets) * interval
+        while True:
+            await asyncio.sleep(max(0.0, tick - time.time()))
+            proc.stdin.write(line)
+            await until(proc, (b"#",))
+            count += 1
+            tick += interval
+            if tick < time.time():
+                tick += (time.time() - tick) // interval * interval + interval
+
+    try:
+        await asyncio.gather(*(open_shell(t) for t in targets))
+        pollers = [asyncio.create_task(poll(i, p)) for i, p in enumerate(procs)]
+        await asyncio.sleep(2 * interval)  # every shell through a first round
+        count0, cpu0, wall0 = count, time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        cpu, wall, done = time.process_time() - cpu0, time.perf_counter() - wall0, count - count0
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+    finally:
+        for conn in conns:
+            conn.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+    return {"sessions": len(procs), "exchanges": done,
+            "exchanges_per_second": round(done / wall, 1),
+            "cpu_utilisation": round(cpu / wall, 2),
+            "exchanges_per_cpu_second": round(done / cpu, 1) if cpu else None}
 
 
 async def _ingest(url: str, samples: int, batch: int = 20_000) -> dict[str, Any]:
@@ -177,7 +261,7 @@ async def run(devices: int = 2000, interval: float = 2.0, seconds: float = 20.0,
               ingest_samples: int = 200_000, query_devices: int = 10_000,
               postgres_admin_url: str | None = "postgresql://postgres@127.0.0.1:5432/test"
               ) -> dict[str, Any]:
-    result: dict[str, Any] = {"benchmark": "poll"}
+    result: dict[str, Any] = {"benchmark": "poll", "event_loop": runtime.loop_name()}
     result["polling"] = await _polling(devices, interval, seconds)
     with tempfile.TemporaryDirectory() as tmp:
         result["ingest_sqlite"] = await _ingest(f"sqlite:///{tmp}/ingest.db", ingest_samples)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
 import typer
+
+from netfleet import runtime
 
 app = typer.Typer(help="Benchmarks (JSON output).", no_args_is_help=True)
 
@@ -20,7 +21,7 @@ def sim(
     """Memory per idle device and per session, CPU per 1,000 commands, time to bring N up."""
     from netfleet.bench import sim as bench_sim
 
-    result = asyncio.run(bench_sim.run(devices=devices, sessions=sessions, commands=commands))
+    result = runtime.run(bench_sim.run(devices=devices, sessions=sessions, commands=commands))
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -33,7 +34,7 @@ def jobs(
     """Job latency (p50/p99), bulk device-commands/s, and a Netmiko FIFO-worker baseline."""
     from netfleet.bench import jobs as bench_jobs
 
-    result = asyncio.run(bench_jobs.run(devices=devices, samples=samples,
+    result = runtime.run(bench_jobs.run(devices=devices, samples=samples,
                                         baseline_jobs=baseline_jobs))
     typer.echo(json.dumps(result, indent=2))
 
@@ -55,10 +56,10 @@ def detect(
 
     fractions = tuple(fraction or (0.05, 0.10, 0.20))
     if polled:
-        result = asyncio.run(bench_detect.run_polled(
+        result = runtime.run(bench_detect.run_polled(
             devices=300 if devices == 1000 else devices, fractions=fractions, seed=seed))
     else:
-        result = asyncio.run(bench_detect.run(devices=devices, fractions=fractions,
+        result = runtime.run(bench_detect.run(devices=devices, fractions=fractions,
                                               window_minutes=window, seed=seed))
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
@@ -78,7 +79,7 @@ def poll(
     PostgreSQL) and the bottleneck query over 10,000 devices."""
     from netfleet.bench import poll as bench_poll
 
-    result = asyncio.run(bench_poll.run(devices=devices, interval=interval, seconds=seconds,
+    result = runtime.run(bench_poll.run(devices=devices, interval=interval, seconds=seconds,
                                         ingest_samples=ingest_samples,
                                         query_devices=query_devices,
                                         postgres_admin_url=postgres_admin_url or None))

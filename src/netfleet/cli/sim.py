@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from netfleet import runtime
 from netfleet.cli.options import duration, fraction
 from netfleet.sim.platform import PlatformError, platforms
 from netfleet.sim.runner import SimOptions, Started, serve
@@ -89,7 +89,7 @@ def run(
         host_key=host_key, password=password,
     )
     try:
-        asyncio.run(serve(options, on_ready=_print_ready))
+        runtime.run(serve(options, on_ready=_print_ready))
     except (OSError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -12,6 +12,7 @@ import uvicorn
 import yaml
 from rich.console import Console
 
+from netfleet import runtime
 from netfleet.bootstrap import Services, build_app, build_services
 from netfleet.client import config_paths
 from netfleet.domain.errors import NetfleetError
@@ -38,7 +39,7 @@ def up(
     """Run netfleet in one process (the database comes from NETFLEET_DATABASE_URL)."""
     try:
         settings = load_settings(host=host, port=port)
-        asyncio.run(_serve(settings, simulate, sim_port, sim_base_ip))
+        runtime.run(_serve(settings, simulate, sim_port, sim_base_ip))
     except (NetfleetError, OSError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -7,6 +7,7 @@ adding a platform means adding one `Platform` value below and nothing else.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,12 +65,11 @@ class Platform:
         A device prints its refusal right after the echo; `first_lines` limits the search to
         there, so a `show log` that merely contains "error:" is not mistaken for one.
         """
-        lines = [ln for ln in output.split("\n") if ln.strip()]
-        if first_lines is not None:
-            lines = lines[:first_lines]
-        for line in lines:
-            if any(pattern.search(line) for pattern in self.errors):
-                return line.strip()
+        lines = (ln for ln in output.split("\n") if ln.strip())
+        for line in itertools.islice(lines, first_lines):
+            for pattern in self.errors:
+                if pattern.search(line):
+                    return line.strip()
         return None
 
     def is_context(self, line: str) -> bool:

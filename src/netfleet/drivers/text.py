@@ -18,7 +18,12 @@ ECHO_SEARCH_LINES = 5  # unsolicited lines (a log message) may arrive before the
 
 def normalise(raw: str) -> str:
     """Terminal output as plain text: no escape sequences, `\\n` line endings."""
-    return NOISE.sub("", ANSI.sub("", raw).replace("\r\n", "\n"))
+    if "\x1b" in raw:  # the `in` tests skip the regexes for the usual plain output: this
+        raw = ANSI.sub("", raw)  # runs on every chunk every poll reads
+    raw = raw.replace("\r\n", "\n")
+    if "\r" in raw or "\x00" in raw or "\x07" in raw:
+        raw = NOISE.sub("", raw)
+    return raw
 
 
 def last_line(text: str) -> str:

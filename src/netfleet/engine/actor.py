@@ -323,7 +323,8 @@ class DeviceActor:
         stable function of device and profile. Devices spread evenly over the interval (no
         herd at start), a slow poll never shifts the ones after it (no drift), and a tick
         that finds the last poll still queued or running is skipped and counted (an overrun),
-        so a slow device never builds a backlog."""
+        so a slow device never builds a backlog. While the recorder is behind, only every
+        n-th tick polls (`Engine.poll_stretch`); the others are counted as throttled."""
         interval = poller.profile.interval
         seed = zlib.crc32(f"{self.name}\0{poller.profile.name}".encode())
         phase = seed / 2**32 * interval
@@ -332,6 +333,8 @@ class DeviceActor:
             await asyncio.sleep(max(0.0, tick - time.time()))
             if poller.in_flight:
                 self.engine.poll_stats.overruns += 1
+            elif round((tick - phase) / interval) % self.engine.poll_stretch():
+                self.engine.poll_stats.throttled += 1  # the recorder is behind: poll less
             else:
                 poller.in_flight = True
                 entry = PollEntry(poller)

@@ -19,6 +19,9 @@ from netfleet.engine.actor import DeviceActor, Entry, now
 log = structlog.get_logger("netfleet.engine")
 
 
+PRESSURE_STEPS = ((0.9, 8), (0.75, 4), (0.5, 2))  # buffer fill -> poll every n-th tick
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     global_concurrency: int = 512  # device operations in flight, all devices together
@@ -39,6 +42,9 @@ class EngineDeps:
     # Every poll's outcome: device, profile, samples, and the failure's category and message
     # (None when it worked). Called on the event loop; must not block.
     on_poll: Callable[[PollOutcome], None] | None = None
+    # How full the recorder's buffer is, 0..1. Past half full, polls slow down (back-pressure)
+    # so storage that is slow or down loses fewer samples to the buffer's drop-oldest bound.
+    poll_pressure: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,7 @@ class PollStats:
     ok: int = 0
     failed: int = 0
     overruns: int = 0  # ticks skipped because the previous poll had not finished
+    throttled: int = 0  # ticks skipped because the recorder is behind (back-pressure)
     samples: int = 0
     seconds: float = 0.0  # wall time spent in polls, summed
 
@@ -135,6 +142,22 @@ class Engine:
             self.deps.on_poll(PollOutcome(device, profile, samples, category, message))
         except Exception:
             log.exception("poll callback failed", device=device, profile=profile)
+
+    def poll_stretch(self) -> int:
+        """Poll every n-th tick: 1 while the recorder keeps up; 2, 4, then 8 as its buffer
+        passes half, three quarters and nine tenths full. Slower polls keep the newest values
+        coming (latest and bottlenecks stay true) while the backlog grows at a fraction of the
+        rate, instead of stopping or dropping more."""
+        if self.deps.poll_pressure is None:
+            return 1
+        try:
+            fill = self.deps.poll_pressure()
+        except Exception:
+            log.exception("poll pressure callback failed")
+            return 1
+        if fill < PRESSURE_STEPS[-1][0]:
+            return 1
+        return next(n for limit, n in PRESSURE_STEPS if fill >= limit)
 
     def parse_rows(self, platform: str, command: str, raw: str,
                    spec: ParseSpec) -> list[dict[str, Any]] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Sequence
@@ -36,7 +37,8 @@ from netfleet.store.records import Device, Facts, JobDetail, JobResult, ResultUp
 
 log = structlog.get_logger("netfleet.jobs")
 
-TARGET_TTL = 60.0  # seconds a resolved target (credentials) is reused without a lookup
+TARGET_TTL = 60.0  # seconds a resolved target (credentials) is used before it is re-read
+TARGET_BATCH = 1000  # targets read by one query
 
 
 @dataclass
@@ -121,6 +123,8 @@ class JobService:
         self._recent: OrderedDict[str, JobView] = OrderedDict()
         self._recording: dict[str, _Running] = {}  # ended facts jobs, until recorded
         self._targets: dict[str, tuple[float, Target | None]] = {}
+        self._wanted: dict[str, asyncio.Future[None]] = {}  # targets the loader is to read
+        self._loader: asyncio.Task[None] | None = None
         self._devices_known: dict[str, tuple[float, Device]] = {}  # by name, as last read
 
     async def recover(self) -> int:
@@ -234,20 +238,64 @@ class JobService:
 
     async def resolve(self, name: str) -> Target:
         """The device's connection target, for the engine (every job and every poll).
-        Refreshing one that has aged out also refreshes, in the same query, up to a thousand
-        others past half their age: a polled fleet then costs a lookup per thousand devices
-        and not one per device per minute."""
-        now = time.monotonic()
-        at, _ = self._targets.get(name, (-1e9, None))
-        if now - at > TARGET_TTL:
+
+        A cached target past its age is still used, and refreshed behind the caller's back,
+        together with up to a thousand others past half their age: a polled fleet costs one
+        lookup per thousand devices per TARGET_TTL, and no poll ever waits on the database for
+        a target it already has. A change through netfleet (`forget`) takes effect at once;
+        the age only bounds how long a change made behind netfleet's back goes unseen. Only a
+        target never loaded waits, and callers waiting at the same moment share one query."""
+        entry = self._targets.get(name)
+        if entry is None:
+            [loaded] = self._load([name])
+            await asyncio.shield(loaded)  # a caller cancelled leaves the others their query
+            entry = self._targets[name]
+        elif time.monotonic() - entry[0] > TARGET_TTL and name not in self._wanted:
+            now = time.monotonic()
             ageing = [n for n, (t, _) in self._targets.items()
-                      if n != name and now - t > TARGET_TTL / 2]
-            await self._cache_targets([name, *ageing[:999]], force=True)
-        target = self._targets[name][1]
+                      if n != name and now - t > TARGET_TTL / 2 and n not in self._wanted]
+            self._load([name, *ageing[:TARGET_BATCH - 1]])
+        target = entry[1]
         if target is None:
             raise InvalidInput(f"device {name} has no credentials or no longer exists",
                                field="device", fix="give it a credentials profile")
         return target
+
+    def _load(self, names: Sequence[str]) -> list[asyncio.Future[None]]:
+        """(Re)load these targets in the loader's next batch: a future per name, done when
+        that name is loaded."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for name in names:
+            wanted = self._wanted.get(name)
+            if wanted is None:
+                wanted = self._wanted[name] = loop.create_future()
+            waits.append(wanted)
+        if self._loader is None or self._loader.done():
+            self._loader = asyncio.create_task(self._load_targets(), name="netfleet-targets")
+        return waits
+
+    async def _load_targets(self) -> None:
+        """Drain `_wanted` in batches of TARGET_BATCH, one query each, one at a time."""
+        while self._wanted:
+            await asyncio.sleep(0)  # callers resolving in this same moment join the batch
+            batch = dict(itertools.islice(self._wanted.items(), TARGET_BATCH))
+            for name in batch:
+                del self._wanted[name]
+            try:
+                await self._cache_targets(list(batch), force=True)
+            except Exception as exc:
+                log.warning("could not load device targets", devices=len(batch),
+                            error=f"{type(exc).__name__}: {exc}")
+                for wanted in batch.values():
+                    wanted.set_exception(exc)
+                    wanted.exception()  # a refresh nobody awaits must not log "never retrieved"
+            else:
+                for wanted in batch.values():
+                    wanted.set_result(None)
+            finally:  # cancelled (closing): nobody is left waiting forever
+                for wanted in batch.values():
+                    wanted.cancel()
 
     def forget(self, names: Collection[str]) -> None:
         """Inventory changed: drop cached targets so the next job reads them again."""
@@ -373,6 +421,13 @@ class JobService:
 
     async def close(self) -> None:
         await self.engine.close()
+        if self._loader is not None:
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
+        for wanted in self._wanted.values():
+            wanted.cancel()
+        self._wanted.clear()
         # Let the recorder finish the batch it is writing: cancelling it mid-transaction
         # could leave SQLite's write lock held and the last results unwritten.
         self._closing = True

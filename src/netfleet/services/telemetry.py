@@ -259,6 +259,10 @@ class TelemetryService:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def pressure(self) -> float:
+        """How full the buffer is, 0..1: the engine polls less past half full."""
+        return len(self._buffer) / self.MAX_BUFFER
+
     async def _writer(self) -> None:
         backoff = 0.5
         while not self._closing:

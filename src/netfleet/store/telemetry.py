@@ -48,6 +48,8 @@ class SeriesKey:
 
 
 def labels_key(labels: Sequence[tuple[str, str]]) -> str:
+    if not labels:  # most device metrics (cpu, memory, latency) carry none
+        return ""
     return ",".join(f"{k}={v}" for k, v in sorted(labels))
 
 

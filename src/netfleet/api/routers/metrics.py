@@ -57,6 +57,9 @@ class ServicesCollector(Collector):
         yield _counter("netfleet_poll_overruns", "Poll ticks skipped because the previous "
                                                  "poll of that device had not finished.",
                        polls.overruns)
+        yield _counter("netfleet_poll_throttled", "Poll ticks skipped because the telemetry "
+                                                  "buffer was over half full (back-pressure).",
+                       polls.throttled)
         yield _counter("netfleet_poll_seconds", "Wall time spent in polls, summed.",
                        polls.seconds)
         yield _counter("netfleet_samples_polled", "Samples produced by polls.", polls.samples)
