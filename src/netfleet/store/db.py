@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from netfleet.settings import Settings, normalise_database_url
 from netfleet.store.api_keys import ApiKeyRepo
 from netfleet.store.credentials import CredentialRepo
+from netfleet.store.deployments import DeploymentRepo
 from netfleet.store.devices import DeviceRepo
 from netfleet.store.jobs import JobRepo
 from netfleet.store.secrets import SecretBox, open_box
@@ -119,6 +120,7 @@ class Tx:
     api_keys: ApiKeyRepo
     jobs: JobRepo
     telemetry: TelemetryRepo
+    deployments: DeploymentRepo
 
 
 class Store:
@@ -168,6 +170,7 @@ class Store:
                 api_keys=ApiKeyRepo(session),
                 jobs=JobRepo(session, self.dialect),
                 telemetry=TelemetryRepo(session, self.dialect),
+                deployments=DeploymentRepo(session, self.dialect),
             )
 
     async def analyze(self) -> None:

@@ -319,3 +319,90 @@ class TelemetryRollupRow(Base):
     avg: Mapped[float] = mapped_column(Float)
     max: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
+
+
+_NODE_STATES = "'pending', 'provisioning', 'configuring', 'running', 'failed'"
+
+
+class DeploymentRow(Base):
+    """A deployment: what to bring up (N nodes from a provider), the config every node gets
+    (a Jinja2 template and its vars) and the generation of that config. `deleting`: a DELETE
+    was accepted and its planner is deprovisioning the nodes; the row goes when they are gone."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        CheckConstraint("provider IN ('simulator', 'inventory')", name="provider"),
+        CheckConstraint("target_node_count BETWEEN 0 AND 10000", name="target_node_count"),
+        CheckConstraint("target_generation >= 1", name="target_generation"),
+        # GET /deployments pages in creation order.
+        Index(None, "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(32))
+    config_template: Mapped[str | None] = mapped_column(Text)
+    vars: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    telemetry_profile: Mapped[str | None] = mapped_column(String(64))
+    # Provider options (inventory: the selector of the devices to adopt; simulator: platform).
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    target_node_count: Mapped[int] = mapped_column(Integer)
+    target_generation: Mapped[int] = mapped_column(Integer, default=1)
+    remediate: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleting: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeploymentNodeRow(Base):
+    """One node of a deployment: where it is in its lifecycle, the device it became, and the
+    config generation it should run (target) and last applied (observed)."""
+
+    __tablename__ = "deployment_nodes"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_NODE_STATES})", name="state"),
+        # A deployment's nodes in order (GET …/nodes, the planner), and the cascade on delete.
+        Index(None, "deployment_id", "ordinal", unique=True),
+        # Counts per state for GET /deployments/{id}.
+        Index(None, "deployment_id", "state"),
+        Index(None, "device_id"),  # SET NULL when the device is deleted
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)  # 0.. in creation order; names the node
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    target_generation: Mapped[int] = mapped_column(Integer, default=1)
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # of the current step
+    reason: Mapped[str | None] = mapped_column(Text)  # why it failed, or the last retry's cause
+    drift: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_transition_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentEventRow(Base):
+    """The audit log: every deployment create/update/delete and every node transition. No
+    foreign key on purpose: a deleted deployment's events (its deletion among them) stay."""
+
+    __tablename__ = "deployment_events"
+    __table_args__ = (
+        # GET /deployments/{id}/events, in order; the id orders events of the same instant.
+        Index(None, "deployment_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    node_id: Mapped[str | None] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
