@@ -12,7 +12,9 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 
+from netfleet.sim.control import create_app
 from netfleet.sim.fleet import FleetFactory
 from netfleet.sim.server import SimServer
 from netfleet.sim.state import Device, Faults
@@ -38,6 +40,27 @@ class RunningSim:
         self.server = SimServer(factory, port=port)
         self.port = port
         self.call(self.server.start())
+        self._control: uvicorn.Server | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        self.control_url = ""
+
+    def control(self) -> str:
+        """The simulator's control API (as `netfleet sim` serves it), started on first use."""
+        if self._control is None:
+            port = free_port()
+            self._control = uvicorn.Server(uvicorn.Config(
+                create_app(self.server), host="127.0.0.1", port=port, log_config=None,
+                log_level="warning", lifespan="off"))
+
+            async def serve() -> None:
+                assert self._control is not None
+                self._control_task = asyncio.create_task(self._control.serve())
+                while not self._control.started:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+
+            self.call(serve())
+            self.control_url = f"http://127.0.0.1:{port}"
+        return self.control_url
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -60,6 +83,14 @@ class RunningSim:
         self.run(apply)
 
     def close(self) -> None:
+        if self._control is not None and self._control_task is not None:
+            self._control.should_exit = True
+            task = self._control_task
+
+            async def stopped() -> None:
+                await task
+
+            self.call(stopped())
         self.call(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

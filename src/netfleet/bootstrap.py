@@ -17,7 +17,9 @@ from netfleet.engine import Engine, EngineDeps, Limits
 from netfleet.parsing import Parsers
 from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
+from netfleet.services.deployments import DeploymentService
 from netfleet.services.jobs import JobService
+from netfleet.services.providers import InventoryProvider, Provider, SimulatorProvider
 from netfleet.services.telemetry import TelemetryService
 from netfleet.services.webhooks import WebhookSender
 from netfleet.settings import Settings
@@ -76,6 +78,7 @@ class Services:
     parsers: Parsers
     webhooks: WebhookSender
     telemetry: TelemetryService
+    deployments: DeploymentService
 
     @property
     def engine(self) -> Engine:
@@ -89,6 +92,7 @@ class Services:
         return config_lines(text)
 
     async def close(self) -> None:
+        await self.deployments.close()  # planners first: they submit jobs and re-plan polls
         await self.telemetry.stop()  # nothing reassigns polls from here on
         await self.jobs.close()  # stops the engine: no more polls
         await self.telemetry.close()  # then the last samples are written
@@ -139,8 +143,17 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     await jobs.recover()  # the embedded engine starts empty: nothing it held survives
     telemetry.engine = jobs.engine
     await telemetry.start()
+    providers: dict[str, Provider] = {
+        "simulator": SimulatorProvider(store, jobs, settings.simulator_url),
+        "inventory": InventoryProvider(store, jobs)}
+    deployments = DeploymentService(
+        store, jobs, telemetry, providers, render=default_renderer().render,
+        workers=settings.deploy_workers, attempts=settings.deploy_attempts,
+        stuck_after=settings.deploy_stuck_after, drift_interval=settings.drift_interval)
+    await deployments.start()  # every deployment carries on where the database says
     return Services(settings=settings, store=store, jobs=jobs, keys=Keys(store),
-                    parsers=parsers, webhooks=webhooks, telemetry=telemetry)
+                    parsers=parsers, webhooks=webhooks, telemetry=telemetry,
+                    deployments=deployments)
 
 
 def build_app(services: Services) -> FastAPI:

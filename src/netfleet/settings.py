@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     alert_interval: float = Field(60.0, ge=1, description="seconds")
     alert_method: Literal["robust", "zscore"] = "robust"
     alert_threshold: float = Field(2.0, gt=0)
+    # Deployments (see docs/deployments.md).
+    simulator_url: str | None = Field(None, description="control API of `netfleet sim`")
+    deploy_workers: int = Field(200, ge=1, le=10_000, description="nodes in flight per deployment")
+    deploy_attempts: int = Field(3, ge=1, le=20, description="tries of a step before failed")
+    deploy_stuck_after: float = Field(300.0, gt=0, description="seconds without progress")
+    drift_interval: float = Field(300.0, gt=0, description="seconds between drift checks")
     partitions: int = 64
     host: str = "127.0.0.1"
     port: int = 8000

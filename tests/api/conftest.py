@@ -56,6 +56,7 @@ class ServerThread:
                             timeout=60)
 
     async def _reset(self) -> None:
+        await self.services.deployments.reset()
         await self.services.jobs.engine.close()
         for attempt in range(1, 6):
             # The writers may be storing the last test's results and samples right now: on

@@ -10,6 +10,7 @@ from netfleet import __version__
 from netfleet.api import problems
 from netfleet.api.routers import (
     credentials,
+    deployments,
     devices,
     health,
     jobs,
@@ -29,7 +30,10 @@ def create_app(services: Any) -> FastAPI:
     for module in (devices, credentials, jobs, keys, templates, telemetry):
         v1.include_router(module.router)
     v1.include_router(telemetry.bottlenecks_router)
+    v1.include_router(deployments.router)
     app.include_router(v1)
+    # The orchestrator API shape answers at the root too (/deployments…), for its clients.
+    app.include_router(deployments.router, include_in_schema=False)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.state.metrics = metrics.registry_for(services)

@@ -210,15 +210,26 @@ class TelemetryService:
 
     async def apply(self) -> int:
         """Work out which devices poll which profiles, and tell the engine. A profile polls
-        the devices its `where` selects that are of its platform. Returns the device count."""
+        the devices its `where` selects that are of its platform, and the running nodes of
+        deployments that name it. Returns the device count."""
         async with self.store.transaction(readonly=True) as tx:
-            stored = [r for r in await tx.telemetry.profiles() if r.enabled and r.where]
+            enabled = {r.name: r for r in await tx.telemetry.profiles() if r.enabled}
             assigned: dict[str, list[Profile]] = {}
-            for record in stored:
+            for record in enabled.values():
+                if not record.where:
+                    continue
                 profile = Profile.model_validate(record.body)
                 for device in await tx.devices.find_all(_selector(record.where)):
                     if device.platform == profile.platform and device.credentials:
                         assigned.setdefault(device.name, []).append(profile)
+            # A deployment's running nodes poll the deployment's profile.
+            for device_name, platform, name in await tx.deployments.polled_nodes():
+                if name not in enabled:
+                    continue
+                profile = Profile.model_validate(enabled[name].body)
+                mine = assigned.setdefault(device_name, [])
+                if profile.platform == platform and profile not in mine:
+                    mine.append(profile)
         self._assigned = assigned
         for name, profiles in assigned.items():
             state = self._devices.setdefault(name, _DeviceState())

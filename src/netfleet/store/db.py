@@ -181,5 +181,10 @@ class Store:
             async with self.engine.begin() as connection:
                 await connection.exec_driver_sql("ANALYZE devices, credential_profiles")
 
+    async def ping(self) -> None:
+        """Raise if the database cannot answer `SELECT 1`."""
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
     async def close(self) -> None:
         await self.engine.dispose()

@@ -211,12 +211,13 @@ class DeploymentRepo:
     async def transition(self, deployment_id: str, node_id: str, to: NodeState, *,
                          actor: str, reason: str | None = None, **values: Any) -> Node:
         """Move a node to `to` (IllegalTransition if the lifecycle does not allow it), set
-        any of NODE_FIELDS beside, and log the transition."""
+        any of NODE_FIELDS beside, and log the transition. `reason` is the event's and the
+        node's: why it is where it is now (None clears the last one)."""
         row = await self._node_row(deployment_id, node_id)
         check_transition(node_id, row.state, to)
         before = row.state
         now = utcnow()
-        row.state, row.last_transition_at = to.value, now
+        row.state, row.last_transition_at, row.reason = to.value, now, reason
         await self._set(row, values)
         await self.log(Event(deployment_id, "node.transition", now, actor, node_id=node_id,
                              from_state=before, to_state=to.value, reason=reason))
@@ -236,6 +237,17 @@ class DeploymentRepo:
         await self.session.delete(row)
         await self.log(Event(deployment_id, "node.removed", utcnow(), actor, node_id=node_id,
                              from_state=row.state, reason=reason))
+
+    async def polled_nodes(self) -> list[tuple[str, str, str]]:
+        """(device, platform, telemetry profile) of every running node whose deployment
+        names a profile: what deployments add to the telemetry plan."""
+        n, d = DeploymentNodeRow, DeploymentRow
+        stmt = (select(DeviceRow.name, DeviceRow.platform, d.telemetry_profile)
+                .join(n, n.device_id == DeviceRow.id).join(d, d.id == n.deployment_id)
+                .where(n.state == NodeState.RUNNING.value, d.telemetry_profile.is_not(None),
+                       d.deleting.is_(False)))
+        return [(name, platform, profile)
+                for name, platform, profile in await self.session.execute(stmt) if profile]
 
     # -- the audit log ---------------------------------------------------------------------
     async def log(self, event: Event) -> None:

@@ -1,10 +1,11 @@
-"""/health (alive) and /ready (store reachable, engine state)."""
+"""/health (alive) and /ready (database reachable, engine, deployment planners)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from netfleet.api.deps import ServicesDep
 
@@ -17,5 +18,22 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(svc: ServicesDep) -> dict[str, Any]:
-    return {"status": "ok", "engine": svc.engine.stats()}
+async def ready(svc: ServicesDep, response: Response) -> dict[str, Any]:
+    """`healthy`, or `degraded` (503) with what is wrong: the database unreachable, or
+    deployment planners that have made no progress for too long."""
+    problems: list[str] = []
+    database = "ok"
+    try:
+        async with asyncio.timeout(5):
+            await svc.store.ping()
+    except Exception as exc:
+        database = f"unreachable: {type(exc).__name__}"
+        problems.append(f"database {database}")
+    stuck = svc.deployments.stuck()
+    problems += [f"deployment {s['deployment']} made no progress for "
+                 f"{s['seconds_without_progress']:g}s" for s in stuck]
+    if problems:
+        response.status_code = 503
+    return {"status": "degraded" if problems else "healthy", "problems": problems,
+            "database": database, "backend": "memory", "engine": svc.engine.stats(),
+            "deployments": {"active": svc.deployments.active, "stuck": stuck}}
