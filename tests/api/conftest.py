@@ -96,9 +96,11 @@ def server(request: pytest.FixtureRequest,
 
 @pytest.fixture
 def api(server: ServerThread) -> Iterator[ServerThread]:
-    """The server with an empty database for this test."""
+    """The server with an empty database for this test. Emptied again after it: a server
+    left polling would write into the database the store tests share."""
     server.reset()
     yield server
+    server.reset()
 
 
 def register(client: httpx.Client, sim: RunningSim, platform: str, count: int = 1,

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from netfleet.services.deployments import DeploymentService
 from tests.api.conftest import ServerThread
@@ -254,3 +255,39 @@ def test_bad_input_is_a_422_naming_the_field_and_nothing_is_created(
         assert response.status_code == 422, response.text
         assert field in response.text
         assert operator.get("/deployments").json() == []
+
+
+def test_a_hung_device_blocks_neither_other_deployments_nor_the_api_and_is_flagged(
+        deploy: ServerThread, sim: RunningSim) -> None:
+    service: DeploymentService = deploy.services.deployments
+    saved = service.stuck_after
+    service.stuck_after = 1.0
+
+    def hang(pattern: str | None) -> None:
+        sim.server.fleet_faults.hang_pattern = pattern
+
+    sim.run(lambda: hang(r"^ntp server 192\.0\.2\.77$"))  # configuring this never returns
+    try:
+        with deploy.client("operator") as operator:
+            hung = create(operator, name="hung", target_node_count=1,
+                          vars={"ntp": "192.0.2.77"})
+            until(lambda: operator.get(f"/deployments/{hung['id']}").json()["node_counts"]
+                  .get("configuring"), what="the hung node configuring")
+            fine = create(operator, name="fine", target_node_count=2)
+            converged(operator, fine["id"])  # not held up by the other one
+
+            def flagged() -> dict[str, Any] | None:
+                response = httpx.get(f"{deploy.url}/ready")
+                body: dict[str, Any] = response.json()
+                return body if response.status_code == 503 else None
+
+            ready = until(flagged, what="/ready degraded")
+            assert ready["status"] == "degraded"
+            assert [s["deployment"] for s in ready["deployments"]["stuck"]] == [hung["id"]]
+            metrics = {m.name: m for m in text_string_to_metric_families(
+                httpx.get(f"{deploy.url}/metrics").text)}
+            assert metrics["netfleet_deployment_planners_stuck"].samples[0].value == 1
+            assert metrics["netfleet_node_transitions"].samples[0].value >= 6
+    finally:
+        sim.run(lambda: hang(None))
+        service.stuck_after = saved

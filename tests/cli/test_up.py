@@ -29,7 +29,7 @@ class Up:
 
     def __init__(self, workdir: Path, simulate: int) -> None:
         self.workdir, self.simulate = workdir, simulate
-        self.port, self.sim_port = free_port(), free_port()
+        self.port, self.sim_port, self.control_port = free_port(), free_port(), free_port()
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(workdir / "config"),
                     "NETFLEET_CLIENT_CONFIG": "", "NETFLEET_URL": "", "NETFLEET_API_KEY": ""}
         self.process: subprocess.Popen[str] | None = None
@@ -37,7 +37,8 @@ class Up:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [NETFLEET, "up", "--simulate", str(self.simulate), "--port", str(self.port),
-             "--sim-port", str(self.sim_port), "--sim-base-ip", "127.251.0.1"],
+             "--sim-port", str(self.sim_port), "--sim-base-ip", "127.251.0.1",
+             "--sim-control-port", str(self.control_port)],
             cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         deadline = time.monotonic() + 60
@@ -159,3 +160,68 @@ def test_a_restart_ends_what_a_crash_left_running_and_keeps_the_rest(up: Up) -> 
         assert (result["status"], result["category"]) == ("failed", "interrupted")
     assert "check the device" in after["stuck"]["results"][0]["message"]
     assert "submit the job again" in after["waiting"]["results"][0]["message"]
+
+
+@contextmanager
+def simulator_process(workdir: Path) -> Iterator[str]:
+    """`netfleet sim` in its own process, as a lab's devices outlive any controller: its
+    control API URL."""
+    control = free_port()
+    process = subprocess.Popen(
+        [NETFLEET, "sim", "--devices", "0", "--port", str(free_port()), "--base-ip",
+         "127.252.0.1", "--control-port", str(control)],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{control}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "netfleet sim exited"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+
+
+def test_a_deployment_converges_on_up_and_a_crash_mid_rollout_resumes_it(up: Up) -> None:
+    body = {"name": "lab", "target_node_count": 3, "config_template": "ntp server {{ ntp }}",
+            "vars": {"ntp": "192.0.2.9"}}
+
+    def settled(api: httpx.Client, deployment_id: str, generation: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            got = api.get(f"/deployments/{deployment_id}").json()
+            if got["status"] == "ready" and got["observed_generation"] == generation:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"not ready on generation {generation}: {got}")
+
+    with simulator_process(up.workdir) as control:
+        up.simulate = 0
+        up.env["NETFLEET_SIMULATOR_URL"] = control
+        with running(up), up.http() as api:
+            made = api.post("/deployments", json=body)
+            assert made.status_code == 201, made.text
+            deployment_id = made.json()["id"]
+            settled(api, deployment_id, 1)
+            ready = httpx.get(f"{up.url}/ready").json()
+            assert ready["status"] == "healthy" and ready["deployments"]["active"] == 1
+            rollout = api.patch(f"/deployments/{deployment_id}",
+                                json={"vars": {"ntp": "192.0.2.10"}})
+            assert rollout.json()["target_generation"] == 2
+            up.stop(signal.SIGKILL)  # a crash mid-rollout
+        with running(up), up.http() as api:
+            settled(api, deployment_id, 2)  # picked up from the database and finished
+            nodes = api.get(f"/deployments/{deployment_id}/nodes").json()
+            assert {n["state"] for n in nodes} == {"running"} and len(nodes) == 3
+            ran = api.post("/jobs", json={"kind": "command",
+                                          "where": [f"tag=deployment-{deployment_id[:8]}"],
+                                          "commands": ["show running-config"]}).json()
+            done = api.get(f"/jobs/{ran['id']}", params={"wait": 60}).json()
+            assert len(done["results"]) == 3
+            assert all("ntp server 192.0.2.10" in r["outputs"][0]["output"]
+                       for r in done["results"])

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from netfleet import __version__, log
-from netfleet.cli import bench, credentials, devices, jobs, keys, sim, telemetry, up
+from netfleet.cli import bench, credentials, deploy, devices, jobs, keys, sim, telemetry, up
 
 app = typer.Typer(
     name="netfleet",
@@ -22,6 +22,7 @@ app.add_typer(devices.app, name="devices")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(keys.app, name="keys")
 app.add_typer(telemetry.app, name="telemetry")
+app.add_typer(deploy.app, name="deploy")
 app.command("run")(jobs.run)
 app.command("bottlenecks")(telemetry.bottlenecks)
 app.command("up")(up.up)

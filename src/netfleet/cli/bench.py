@@ -84,3 +84,19 @@ def poll(
                                         query_devices=query_devices,
                                         postgres_admin_url=postgres_admin_url or None))
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("deploy")
+def deploy(
+    nodes: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    config_error_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of config lines the simulator refuses.")] = 0.05,
+    timeout: Annotated[float, typer.Option(min=10.0, help="Give up after, seconds.")] = 900.0,
+) -> None:
+    """A deployment of N simulated nodes from create to all running or failed, then a
+    generation rollout to every running node."""
+    from netfleet.bench import deploy as bench_deploy
+
+    result = runtime.run(bench_deploy.run(nodes=nodes, config_error_rate=config_error_rate,
+                                          timeout=timeout))
+    typer.echo(json.dumps(result, indent=2))

@@ -18,6 +18,7 @@ from netfleet.client import config_paths
 from netfleet.domain.errors import NetfleetError
 from netfleet.services.inventory import import_file
 from netfleet.settings import Settings, load_settings
+from netfleet.sim.control import create_app as sim_control_app
 from netfleet.sim.fleet import FleetFactory, write_inventory
 from netfleet.sim.runner import raise_fd_limit
 from netfleet.sim.server import SimServer
@@ -35,11 +36,15 @@ def up(
     host: Annotated[str, typer.Option(help="API address.")] = "127.0.0.1",
     sim_port: Annotated[int, typer.Option(min=1, max=65_535)] = 2222,
     sim_base_ip: Annotated[str, typer.Option()] = "127.1.0.1",
+    sim_control_port: Annotated[int, typer.Option(
+        min=1, max=65_535, help="The simulator's control API (deployments allocate devices "
+                                "through it).")] = 9022,
 ) -> None:
     """Run netfleet in one process (the database comes from NETFLEET_DATABASE_URL)."""
     try:
-        settings = load_settings(host=host, port=port)
-        runtime.run(_serve(settings, simulate, sim_port, sim_base_ip))
+        extra = ({"simulator_url": f"http://127.0.0.1:{sim_control_port}"} if simulate else {})
+        settings = load_settings(host=host, port=port, **extra)
+        runtime.run(_serve(settings, simulate, sim_port, sim_base_ip, sim_control_port))
     except (NetfleetError, OSError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -47,8 +52,11 @@ def up(
         pass
 
 
-async def _serve(settings: Settings, simulate: int, sim_port: int, sim_base_ip: str) -> None:
+async def _serve(settings: Settings, simulate: int, sim_port: int, sim_base_ip: str,
+                 sim_control_port: int) -> None:
     sim: SimServer | None = None
+    control: uvicorn.Server | None = None
+    control_task: asyncio.Task[None] | None = None
     services = await build_services(settings)
     try:
         if simulate:
@@ -65,6 +73,13 @@ async def _serve(settings: Settings, simulate: int, sim_port: int, sim_base_ip: 
             polled = await _poll_simulated(services, sim)
             console.print(f"Polling telemetry from {polled} devices (the built-in "
                           f"`<platform>-default` profiles).")
+            # Deployments allocate new simulated devices through the control API.
+            control = uvicorn.Server(uvicorn.Config(
+                sim_control_app(sim), host="127.0.0.1", port=sim_control_port,
+                log_config=None, log_level="warning", lifespan="off"))
+            control_task = asyncio.create_task(control.serve())
+            console.print(f"Simulator control API: {settings.simulator_url} (deployments "
+                          f"with provider=simulator allocate devices there).")
         url = f"http://{settings.host}:{settings.port}"
         await _first_key(services, url)
         server = uvicorn.Server(uvicorn.Config(build_app(services), host=settings.host,
@@ -75,6 +90,9 @@ async def _serve(settings: Settings, simulate: int, sim_port: int, sim_base_ip: 
         await server.serve()
     finally:
         await services.close()
+        if control is not None and control_task is not None:
+            control.should_exit = True
+            await asyncio.gather(control_task, return_exceptions=True)
         if sim is not None:
             await sim.stop()
 

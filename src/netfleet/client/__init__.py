@@ -244,6 +244,82 @@ class Client:
         result: dict[str, Any] = self._call("GET", "/bottlenecks", params=params)
         return result
 
+    # -- deployments -----------------------------------------------------------------------
+    def deployments(self, skip: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """One page of deployments, oldest first."""
+        return list(self._call("GET", "/deployments", params={"skip": skip, "limit": limit}))
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        """Its `status` (pending, ready, degraded, deleting), `node_counts` per state and
+        `target_generation` / `observed_generation`."""
+        result: dict[str, Any] = self._call("GET", f"/deployments/{deployment_id}")
+        return result
+
+    def create_deployment(self, **fields: Any) -> dict[str, Any]:
+        """`name`, `target_node_count` and optionally `provider`, `config_template`, `vars`,
+        `telemetry_profile`, `options`, `remediate`, `description`; the nodes start pending."""
+        result: dict[str, Any] = self._call("POST", "/deployments", json=fields)
+        return result
+
+    def update_deployment(self, deployment_id: str, **fields: Any) -> dict[str, Any]:
+        """Change the given fields only; a new `config_template` or `vars` (which replaces the
+        old vars whole) is a new generation for every node."""
+        result: dict[str, Any] = self._call("PATCH", f"/deployments/{deployment_id}",
+                                            json=fields)
+        return result
+
+    def scale_deployment(self, deployment_id: str, count: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/deployments/{deployment_id}/scale",
+                                            json={"target_node_count": count})
+        return result
+
+    def remove_deployment(self, deployment_id: str) -> None:
+        """Returns at once; the deployment shows `deleting` until its nodes are released."""
+        self._call("DELETE", f"/deployments/{deployment_id}")
+
+    def deployment_nodes(self, deployment_id: str, skip: int = 0, limit: int = 1000
+                         ) -> list[dict[str, Any]]:
+        """Its nodes by ordinal, each with `state`, generations, `attempts` and `reason`."""
+        return list(self._call("GET", f"/deployments/{deployment_id}/nodes",
+                               params={"skip": skip, "limit": limit}))
+
+    def retry_node(self, deployment_id: str, node_id: str) -> dict[str, Any]:
+        """A failed node starts its lifecycle again (InvalidInput when it has not failed)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/deployments/{deployment_id}/nodes/{node_id}/retry")
+        return result
+
+    def remove_node(self, deployment_id: str, node_id: str) -> None:
+        """Release the node; the deployment wants one node fewer."""
+        self._call("DELETE", f"/deployments/{deployment_id}/nodes/{node_id}")
+
+    def deployment_events(self, deployment_id: str, after: int = 0, limit: int = 100
+                          ) -> list[dict[str, Any]]:
+        """The audit log, oldest first; pass the last `id` seen as `after` for the next page."""
+        return list(self._call("GET", f"/deployments/{deployment_id}/events",
+                               params={"after": after, "limit": limit}))
+
+    def deployment_telemetry(self, deployment_id: str, node_id: str | None = None,
+                             start_time: datetime | None = None,
+                             end_time: datetime | None = None, limit: int = 100
+                             ) -> list[dict[str, Any]]:
+        """Per node and poll, newest first: latency_ms, throughput_gbps, error_rate.
+        Default range: the last hour."""
+        params = _params(node_id=node_id,
+                         start_time=start_time.isoformat() if start_time else None,
+                         end_time=end_time.isoformat() if end_time else None, limit=limit)
+        return list(self._call("GET", f"/deployments/{deployment_id}/telemetry",
+                               params=params))
+
+    def deployment_bottlenecks(self, deployment_id: str, analysis_window_minutes: int = 10, *,
+                               method: str = "robust", threshold: float = 2.0
+                               ) -> list[dict[str, Any]]:
+        """The deployment's nodes that deviate from the other nodes, worst first."""
+        params = {"analysis_window_minutes": analysis_window_minutes, "method": method,
+                  "threshold": threshold}
+        return list(self._call("GET", f"/deployments/{deployment_id}/bottlenecks",
+                               params=params))
+
     # -- keys and templates ----------------------------------------------------------------
     def create_key(self, name: str, role: str) -> dict[str, Any]:
         """A new key; its `token` is in this answer only."""

@@ -97,7 +97,9 @@ class SimulatorProvider:
 
     async def provision(self, deployment: Deployment, node: Node) -> Provisioned:
         if node.device is not None and node.hostname and node.ip_address:
-            return Provisioned(node.hostname, node.ip_address, node.device)
+            if await self._exists(node.device):  # resumed or retried: keep its device
+                return Provisioned(node.hostname, node.ip_address, node.device)
+            await self._release(node.device)  # the simulator lost it: a new one
         # Deterministic by node id: the same deployment provisions in the same time again.
         await asyncio.sleep(provision_delay(node.id, self.delay, self.spread))
         platform = deployment.options.get("platform", "cisco_ios")
@@ -123,6 +125,13 @@ class SimulatorProvider:
                 tags=[deployment_tag(deployment.id)], credentials=name,
                 vars={"deployment": deployment.name, "node": node.ordinal}))
         return Provisioned(device.get("hostname") or name, device["host"], name)
+
+    async def _exists(self, name: str) -> bool:
+        try:
+            found = await self._client().get(f"/devices/{name}")
+        except httpx.HTTPError as exc:
+            raise StepFailed(f"the simulator does not answer: {exc}") from None
+        return found.status_code == 200
 
     async def release(self, deployment: Deployment, node: Node) -> None:
         if node.device is not None:

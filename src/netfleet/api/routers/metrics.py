@@ -75,6 +75,22 @@ class ServicesCollector(Collector):
                                                          "write (and were retried).",
                        writer.failures)
         yield from telemetry.write_latency.collect()
+        deployments = svc.deployments
+        yield _gauge("netfleet_deployment_planners", "Deployment planner tasks running.",
+                     deployments.active)
+        yield _gauge("netfleet_deployment_planners_stuck", "Deployment planners with work in "
+                                                           "flight and no progress for "
+                                                           "NETFLEET_DEPLOY_STUCK_AFTER.",
+                     len(deployments.stuck()))
+        done = deployments.stats
+        yield _counter("netfleet_node_transitions", "Deployment node state changes.",
+                       done.transitions)
+        yield _counter("netfleet_node_step_retries", "Deployment steps retried after a "
+                                                     "failure.", done.retries)
+        yield _counter("netfleet_node_generations_applied", "Config generations applied to "
+                                                            "running nodes.", done.applied)
+        yield _counter("netfleet_node_drift_found", "Nodes found drifted from their desired "
+                                                    "config.", done.drift_found)
         yield from _device_metrics(telemetry)
 
 
