@@ -24,6 +24,7 @@ from netfleet.services.telemetry import TelemetryService
 from netfleet.services.webhooks import WebhookSender
 from netfleet.settings import Settings
 from netfleet.store import Store, migrate
+from netfleet.store.batch import WriteBatcher
 from netfleet.store.secrets import load_key
 
 
@@ -143,11 +144,12 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     await jobs.recover()  # the embedded engine starts empty: nothing it held survives
     telemetry.engine = jobs.engine
     await telemetry.start()
+    writes = WriteBatcher(store)
     providers: dict[str, Provider] = {
-        "simulator": SimulatorProvider(store, jobs, settings.simulator_url),
+        "simulator": SimulatorProvider(store, jobs, settings.simulator_url, writes=writes),
         "inventory": InventoryProvider(store, jobs)}
     deployments = DeploymentService(
-        store, jobs, telemetry, providers, render=default_renderer().render,
+        store, jobs, telemetry, providers, writes, render=default_renderer().render,
         workers=settings.deploy_workers, attempts=settings.deploy_attempts,
         stuck_after=settings.deploy_stuck_after, drift_interval=settings.drift_interval)
     await deployments.start()  # every deployment carries on where the database says

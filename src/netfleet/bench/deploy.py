@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netfleet import runtime
+from netfleet.bench.poll import _pg_database
 from netfleet.bench.sim import _free_port, simulator
 from netfleet.bootstrap import build_services
 from netfleet.domain.deployments import NodeState
@@ -34,17 +35,23 @@ async def _until(check: Any, timeout: float) -> float:
     return time.perf_counter() - started
 
 
-async def run(nodes: int = 1000, config_error_rate: float = 0.05, timeout: float = 900.0
-              ) -> dict[str, Any]:
+async def run(nodes: int = 1000, config_error_rate: float = 0.05, timeout: float = 900.0,
+              postgres_admin_url: str | None = None) -> dict[str, Any]:
+    """On SQLite, or on a new PostgreSQL database made from `postgres_admin_url`."""
     raise_fd_limit(nodes)
     result: dict[str, Any] = {"benchmark": "deploy", "event_loop": runtime.loop_name(),
-                              "nodes": nodes, "config_error_rate": config_error_rate}
+                              "nodes": nodes, "config_error_rate": config_error_rate,
+                              "database": "postgresql" if postgres_admin_url else "sqlite"}
+    drop = None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        url = f"sqlite:///{work / 'deploy.db'}"
+        if postgres_admin_url:
+            url, drop = await _pg_database(postgres_admin_url)
         args = ["--devices", "0", "--port", str(_free_port()), "--base-ip", "127.7.0.1",
                 "--config-error-rate", str(config_error_rate)]
         async with simulator(args, wait_devices=0) as sim:
-            settings = load_settings(database_url=f"sqlite:///{work / 'deploy.db'}",
+            settings = load_settings(database_url=url,
                                      secret_key_file=work / "secret.key",
                                      simulator_url=sim.control, max_concurrency=1024)
             services = await build_services(settings)
@@ -76,10 +83,8 @@ async def run(nodes: int = 1000, config_error_rate: float = 0.05, timeout: float
                 await deployments.update(made.id, actor="bench", vars={"ntp": "192.0.2.2"})
 
                 async def rolled_out() -> bool:
-                    d = await current(made.id)
-                    running_nodes = await deployments.nodes(made.id)
-                    return all(n.observed_generation >= d.target_generation or
-                               n.state is not NodeState.RUNNING for n in running_nodes)
+                    d = await current(made.id)  # observed: the lowest of the running nodes
+                    return d.observed_generation >= d.target_generation
 
                 rollout_s = await _until(rolled_out, timeout)
                 after = await current(made.id)
@@ -92,4 +97,6 @@ async def run(nodes: int = 1000, config_error_rate: float = 0.05, timeout: float
                 result["sessions_opened"] = services.engine.sessions_opened
             finally:
                 await services.close()
+                if drop is not None:
+                    await drop()
     return result

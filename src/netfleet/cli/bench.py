@@ -92,11 +92,15 @@ def deploy(
     config_error_rate: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of config lines the simulator refuses.")] = 0.05,
     timeout: Annotated[float, typer.Option(min=10.0, help="Give up after, seconds.")] = 900.0,
+    postgres_admin_url: Annotated[str, typer.Option(
+        help="Run on a new PostgreSQL database made from this one; '' runs on SQLite.")]
+    = "",
 ) -> None:
     """A deployment of N simulated nodes from create to all running or failed, then a
     generation rollout to every running node."""
     from netfleet.bench import deploy as bench_deploy
 
     result = runtime.run(bench_deploy.run(nodes=nodes, config_error_rate=config_error_rate,
-                                          timeout=timeout))
+                                          timeout=timeout,
+                                          postgres_admin_url=postgres_admin_url or None))
     typer.echo(json.dumps(result, indent=2))

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -38,6 +40,8 @@ from netfleet.services.jobs import JobService
 from netfleet.services.providers import Provider, StepFailed
 from netfleet.services.telemetry import TelemetryService
 from netfleet.store import Store
+from netfleet.store.batch import WriteBatcher
+from netfleet.store.db import Tx
 from netfleet.store.deployments import Deployment, DeploymentSpec, Node
 from netfleet.store.models import utcnow
 
@@ -58,6 +62,9 @@ class _Planner:
     workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     progress: float = field(default_factory=time.monotonic)  # last step any worker finished
     task: asyncio.Task[None] | None = None
+    # The deployment as last read or updated here: workers go by it instead of each reading
+    # it (a thousand workers reading at once queued for database connections).
+    deployment: Deployment | None = None
 
 
 @dataclass
@@ -72,12 +79,13 @@ class DeploymentStats:
 
 class DeploymentService:
     def __init__(self, store: Store, jobs: JobService, telemetry: TelemetryService,
-                 providers: Mapping[str, Provider], *,
+                 providers: Mapping[str, Provider], writes: WriteBatcher, *,
                  render: Callable[[str, dict[str, Any]], str], workers: int = 200,
                  attempts: int = 3, stuck_after: float = 300.0, drift_interval: float = 300.0,
                  retry_base: float = 0.5, tick: float = 5.0) -> None:
         self.store, self.jobs, self.telemetry = store, jobs, telemetry
         self.providers = dict(providers)
+        self.writes = writes  # node transitions of every planner, committed in batches
         self.render = render
         self.workers, self.attempts = workers, attempts
         self.stuck_after, self.drift_interval = stuck_after, drift_interval
@@ -108,6 +116,7 @@ class DeploymentService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.reset()
+        await self.writes.close()
         for provider in self.providers.values():
             closing = getattr(provider, "close", None)
             if closing is not None:
@@ -184,7 +193,7 @@ class DeploymentService:
                 await tx.deployments.add_nodes(deployment_id, first, wanted - len(nodes),
                                                generation=updated.target_generation)
             updated = await tx.deployments.get(deployment_id)
-        self._ensure(deployment_id)
+        self._ensure(deployment_id).deployment = updated  # workers apply it from now on
         if "telemetry_profile" in changes:
             self._telemetry_dirty.set()
         return updated
@@ -290,6 +299,7 @@ class DeploymentService:
                     except NotFound:
                         return
                     nodes = await tx.deployments.nodes(deployment_id)
+                planner.deployment = deployment
                 if deployment.deleting:
                     await self._teardown(deployment, planner)
                     return
@@ -298,18 +308,14 @@ class DeploymentService:
                     await self._scale_down(deployment, node, planner)
                 for node in keep:
                     if node.id not in workers and _needs_work(deployment, node):
-                        workers[node.id] = asyncio.create_task(
-                            self._worker(deployment_id, node.id, slots, planner),
+                        worker = workers[node.id] = asyncio.create_task(
+                            self._worker(node, slots, planner),
                             name=f"netfleet-node-{node.id[:8]}")
-                waiting = [asyncio.create_task(planner.wake.wait()), *workers.values()]
-                try:
-                    await asyncio.wait(waiting, timeout=self.tick,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiting[0].cancel()
-                for node_id, worker in list(workers.items()):
-                    if worker.done():
-                        del workers[node_id]
+                        worker.add_done_callback(_drop_when_done(workers, node.id))
+                # Workers carry their nodes to the end by themselves: look again when told
+                # (an update, a retry, a delete) or every tick, not each time one finishes.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(planner.wake.wait(), self.tick)
         except Exception:
             log.exception("deployment planner failed; restarting it", deployment=deployment_id)
             if not self._closing:
@@ -320,66 +326,66 @@ class DeploymentService:
             await asyncio.gather(*workers.values(), return_exceptions=True)
             workers.clear()
 
-    async def _worker(self, deployment_id: str, node_id: str, slots: asyncio.Semaphore,
-                      planner: _Planner) -> None:
+    async def _worker(self, node: Node, slots: asyncio.Semaphore, planner: _Planner) -> None:
         async with slots:
             try:
-                await self._drive(deployment_id, node_id, planner)
+                await self._drive(node, planner)
             except asyncio.CancelledError:
                 raise
             except (NotFound, IllegalTransition):
                 pass  # removed, retried or deleted under it: the planner looks again
             except Exception:
-                log.exception("node worker failed", deployment=deployment_id, node=node_id)
+                log.exception("node worker failed", deployment=node.deployment_id,
+                              node=node.id)
 
-    async def _drive(self, deployment_id: str, node_id: str, planner: _Planner) -> None:
-        """Take one node as far as it goes: to running on the target generation, or failed."""
-        while True:
-            async with self.store.transaction(readonly=True) as tx:
-                deployment = await tx.deployments.get(deployment_id)
-                node = await tx.deployments.node(deployment_id, node_id)
-            if deployment.deleting or not _needs_work(deployment, node):
-                return
-            provider = self.providers[deployment.provider]
+    async def _drive(self, node: Node, planner: _Planner) -> None:
+        """Take one node as far as it goes: to running on the target generation, or failed.
+        This worker is the only writer of its node's state (a retry, removal or delete stops
+        it first), so it keeps the node in memory; the deployment is the planner's copy,
+        which an update replaces. Nothing here reads the database."""
+        assert planner.deployment is not None
+        deployment = planner.deployment
+        provider = self.providers[deployment.provider]
+        apply = partial(self._apply, planner)
+        while not deployment.deleting and _needs_work(deployment, node):
             try:
                 if node.state is NodeState.PENDING:
-                    await self._move(deployment, node, NodeState.PROVISIONING)
+                    node = await self._move(deployment, node, NodeState.PROVISIONING)
                 elif node.state is NodeState.PROVISIONING:
                     made = await self._step(deployment, node, "provisioning",
                                             provider.provision)
-                    await self._move(deployment, node, NodeState.CONFIGURING,
-                                     hostname=made.hostname, ip_address=made.ip_address,
-                                     device=made.device)
+                    node = await self._move(deployment, node, NodeState.CONFIGURING,
+                                            hostname=made.hostname,
+                                            ip_address=made.ip_address, device=made.device)
                 elif node.state is NodeState.CONFIGURING:
-                    generation = await self._step(deployment, node, "configuring",
-                                                  self._apply)
-                    await self._move(deployment, node, NodeState.RUNNING,
-                                     observed_generation=generation)
+                    generation = await self._step(deployment, node, "configuring", apply)
+                    node = await self._move(deployment, node, NodeState.RUNNING,
+                                            observed_generation=generation)
                     self._telemetry_dirty.set()
                 else:  # running, behind the target or drifted with remediation on
                     generation = await self._step(
                         deployment, node, f"applying generation {deployment.target_generation}",
-                        self._apply)
-                    async with self.store.transaction() as tx:
-                        await tx.deployments.update_node(
-                            deployment_id, node_id, observed_generation=generation,
-                            drift=False, attempts=0, reason=None)
-                        await tx.deployments.log(Event(
-                            deployment_id, "node.applied", utcnow(), PLANNER, node_id=node_id,
-                            reason=f"observed generation {generation}"
-                                   + (" (drift remediated)" if node.drift else "")))
+                        apply)
+                    await self.writes.write(partial(
+                        _applied, node.deployment_id, node.id, generation, node.drift))
+                    node = dataclasses.replace(node, observed_generation=generation,
+                                               drift=False, attempts=0, reason=None)
                     self.stats.applied += 1
             except NodeFailed as exc:
-                await self._move(deployment, node, NodeState.FAILED, reason=exc.message)
+                node = await self._move(deployment, node, NodeState.FAILED, reason=exc.message)
             planner.progress = time.monotonic()
+            deployment = planner.deployment  # an update may have moved the target meanwhile
 
     async def _move(self, deployment: Deployment, node: Node, to: NodeState, *,
-                    reason: str | None = None, **values: Any) -> None:
+                    reason: str | None = None, **values: Any) -> Node:
+        """Write the transition (batched with other nodes'); the node as it is now."""
         clear = {"attempts": 0} if to is not NodeState.FAILED else {}
-        async with self.store.transaction() as tx:
-            await tx.deployments.transition(deployment.id, node.id, to, actor=PLANNER,
-                                            reason=reason, **{**clear, **values})
+        await self.writes.write(lambda tx: tx.deployments.move(
+            deployment.id, node.id, to, actor=PLANNER, reason=reason, **{**clear, **values}))
         self.stats.transitions += 1
+        changed = {k: v for k, v in {**clear, **values}.items() if k != "device"}
+        return dataclasses.replace(node, state=to, reason=reason, device=values.get(
+            "device", node.device), last_transition_at=utcnow(), **changed)
 
     async def _step(self, deployment: Deployment, node: Node, what: str,
                     work: Callable[[Deployment, Node], Awaitable[T]]) -> T:
@@ -396,17 +402,15 @@ class DeploymentService:
             if attempt == self.attempts:
                 raise NodeFailed(f"{what} failed {attempt} times; last: {reason}")
             self.stats.retries += 1
-            async with self.store.transaction() as tx:
-                await tx.deployments.update_node(deployment.id, node.id, attempts=attempt,
-                                                 reason=f"{what}: {reason}")
+            await self.writes.write(partial(_attempted, deployment.id, node.id, attempt,
+                                            f"{what}: {reason}"))
             await asyncio.sleep(retry_delay(attempt, base=self.retry_base))
         raise AssertionError("unreachable")
 
-    async def _apply(self, deployment: Deployment, node: Node) -> int:
-        """Push the newest config to the node; returns the generation it carried."""
-        async with self.store.transaction(readonly=True) as tx:
-            newest = await tx.deployments.get(deployment.id)  # latest wins: coalesced updates
-            node = await tx.deployments.node(deployment.id, node.id)
+    async def _apply(self, planner: _Planner, deployment: Deployment, node: Node) -> int:
+        """Push the newest config to the node; returns the generation it carried. Latest
+        wins: updates made meanwhile coalesce into this one apply."""
+        newest = planner.deployment or deployment
         generation = newest.target_generation
         if not newest.config_template:
             return generation
@@ -522,6 +526,29 @@ class DeploymentService:
             found += page
             if len(page) < 500:
                 return found
+
+
+async def _attempted(deployment_id: str, node_id: str, attempt: int, reason: str,
+                     tx: Tx) -> None:
+    await tx.deployments.update_node(deployment_id, node_id, attempts=attempt, reason=reason)
+
+
+async def _applied(deployment_id: str, node_id: str, generation: int, drifted: bool,
+                   tx: Tx) -> None:
+    await tx.deployments.update_node(deployment_id, node_id, observed_generation=generation,
+                                     drift=False, attempts=0, reason=None)
+    await tx.deployments.log(Event(
+        deployment_id, "node.applied", utcnow(), PLANNER, node_id=node_id,
+        reason=f"observed generation {generation}" + (" (drift remediated)" if drifted else "")))
+
+
+def _drop_when_done(workers: dict[str, asyncio.Task[None]], node_id: str
+                    ) -> Callable[[asyncio.Task[None]], None]:
+    def drop(done: asyncio.Task[None]) -> None:
+        if workers.get(node_id) is done:
+            del workers[node_id]
+
+    return drop
 
 
 def _needs_work(deployment: Deployment, node: Node) -> bool:

@@ -27,6 +27,8 @@ from netfleet.domain.jobs import JobKind, JobRequest, Status
 from netfleet.domain.selectors import Selector
 from netfleet.services.jobs import JobService
 from netfleet.store import Store
+from netfleet.store.batch import WriteBatcher
+from netfleet.store.db import Tx
 from netfleet.store.deployments import Deployment, Node
 from netfleet.store.records import CredentialSpec, DeviceSpec, DeviceUpdate
 
@@ -73,8 +75,10 @@ class SimulatorProvider:
     name = "simulator"
 
     def __init__(self, store: Store, jobs: JobService, url: str | None, *,
-                 delay: float = 0.2, spread: float = 0.6) -> None:
+                 writes: WriteBatcher | None = None, delay: float = 0.2,
+                 spread: float = 0.6) -> None:
         self.store, self.jobs, self.url = store, jobs, url
+        self.writes = writes or WriteBatcher(store)
         self.delay, self.spread = delay, spread  # provisioning time: delay + up to spread
         self._http: httpx.AsyncClient | None = None
 
@@ -116,14 +120,17 @@ class SimulatorProvider:
             raise StepFailed(f"the simulator did not allocate a device: "
                              f"{type(exc).__name__}: {exc}") from None
         name = device["name"]
-        async with self.store.transaction() as tx:
-            await tx.credentials.create(CredentialSpec(
-                name, creds["username"], password=creds.get("password"),
-                enable_secret=creds.get("enable_secret")))
-            await tx.devices.create(DeviceSpec(
-                name, device["host"], device["platform"], port=int(body["port"]),
-                tags=[deployment_tag(deployment.id)], credentials=name,
-                vars={"deployment": deployment.name, "node": node.ordinal}))
+        profile = CredentialSpec(name, creds["username"], password=creds.get("password"),
+                                 enable_secret=creds.get("enable_secret"))
+        spec = DeviceSpec(name, device["host"], device["platform"], port=int(body["port"]),
+                          tags=[deployment_tag(deployment.id)], credentials=name,
+                          vars={"deployment": deployment.name, "node": node.ordinal})
+
+        async def add(tx: Tx) -> None:
+            await tx.credentials.create(profile)
+            await tx.devices.create(spec)
+
+        await self.writes.write(add)
         return Provisioned(device.get("hostname") or name, device["host"], name)
 
     async def _exists(self, name: str) -> bool:

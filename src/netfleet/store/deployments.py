@@ -126,10 +126,14 @@ class DeploymentRepo:
                              reason=f"{spec.target_node_count} nodes from {spec.provider}"))
         return await self.get(deployment_id)
 
-    async def get(self, deployment_id: str) -> Deployment:
+    async def get(self, deployment_id: str, *, progress: bool = True) -> Deployment:
+        """The deployment; with `progress`, its node counts and observed generation too (a
+        scan of its nodes: planners reading their own settings leave it out)."""
         row = await self.session.get(DeploymentRow, deployment_id)
         if row is None:
             raise NotFound(f"no deployment {deployment_id}")
+        if not progress:
+            return _deployment(row, {}, 0)
         counts, observed = await self._progress([deployment_id])
         return _deployment(row, counts.get(deployment_id, {}), observed.get(deployment_id, 0))
 
@@ -210,26 +214,32 @@ class DeploymentRepo:
 
     async def transition(self, deployment_id: str, node_id: str, to: NodeState, *,
                          actor: str, reason: str | None = None, **values: Any) -> Node:
+        """`move`, then the node as it is now."""
+        await self.move(deployment_id, node_id, to, actor=actor, reason=reason, **values)
+        return await self.node(deployment_id, node_id)
+
+    async def move(self, deployment_id: str, node_id: str, to: NodeState, *,
+                   actor: str, reason: str | None = None, **values: Any) -> None:
         """Move a node to `to` (IllegalTransition if the lifecycle does not allow it), set
         any of NODE_FIELDS beside, and log the transition. `reason` is the event's and the
-        node's: why it is where it is now (None clears the last one)."""
+        node's: why it is where it is now (None clears the last one). Everything is checked
+        before anything changes, so a refused transition leaves the transaction clean."""
         row = await self._node_row(deployment_id, node_id)
+        resolved = await self._resolve(values)
         check_transition(node_id, row.state, to)
         before = row.state
         now = utcnow()
         row.state, row.last_transition_at, row.reason = to.value, now, reason
-        await self._set(row, values)
+        for name, value in resolved.items():
+            setattr(row, name, value)
         await self.log(Event(deployment_id, "node.transition", now, actor, node_id=node_id,
                              from_state=before, to_state=to.value, reason=reason))
-        await self.session.flush()
-        return await self.node(deployment_id, node_id)
 
-    async def update_node(self, deployment_id: str, node_id: str, **values: Any) -> Node:
+    async def update_node(self, deployment_id: str, node_id: str, **values: Any) -> None:
         """Set NODE_FIELDS of a node without changing its state (no event)."""
         row = await self._node_row(deployment_id, node_id)
-        await self._set(row, values)
-        await self.session.flush()
-        return await self.node(deployment_id, node_id)
+        for name, value in (await self._resolve(values)).items():
+            setattr(row, name, value)
 
     async def remove_node(self, deployment_id: str, node_id: str, *, actor: str,
                           reason: str) -> None:
@@ -288,18 +298,20 @@ class DeploymentRepo:
             raise NotFound(f"deployment {deployment_id} has no node {node_id}")
         return row
 
-    async def _set(self, row: DeploymentNodeRow, values: Mapping[str, Any]) -> None:
+    async def _resolve(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """NODE_FIELDS as columns: `device` (a name) becomes `device_id`."""
         unknown = set(values) - NODE_FIELDS
         if unknown:
             raise TypeError(f"not node fields: {', '.join(sorted(unknown))}")
-        for name, value in values.items():
-            if name == "device":
-                row.device_id = None if value is None else await self.session.scalar(
-                    select(DeviceRow.id).where(DeviceRow.name == value))
-                if value is not None and row.device_id is None:
-                    raise NotFound(f"no device {value}")
-            else:
-                setattr(row, name, value)
+        resolved = dict(values)
+        if "device" in resolved:
+            name = resolved.pop("device")
+            device_id = None if name is None else await self.session.scalar(
+                select(DeviceRow.id).where(DeviceRow.name == name))
+            if name is not None and device_id is None:
+                raise NotFound(f"no device {name}")
+            resolved["device_id"] = device_id
+        return resolved
 
     async def _progress(self, ids: Sequence[str]
                         ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
