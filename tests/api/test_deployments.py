@@ -123,6 +123,7 @@ def test_a_node_that_keeps_failing_is_failed_with_the_reason_and_a_retry_recover
                  if n["state"] == "failed"]
         assert bad["ordinal"] == 1
         assert "configuring failed 3 times" in bad["reason"] and "rejected" in bad["reason"]
+        assert bad["attempts"] == 3
 
         # Fix the template (a new generation), then retry the failed node.
         fixed = operator.patch(f"/deployments/{made['id']}", json={"config_template": TEMPLATE})
@@ -203,7 +204,8 @@ def test_deleting_while_provisioning_releases_every_node_and_keeps_the_log(
         assert admin.get("/devices", params={"where": f"tag={tag}"}).json()["devices"] == []
         events = operator.get(f"/deployments/{made['id']}/events", params={"limit": 500}).json()
         assert events[0]["kind"] == "deployment.created"
-        assert events[-1]["kind"] == "deployment.deleted"
+        assert events[-1]["kind"] == "deployment.deleted"  # the log outlives the deployment
+        assert operator.get("/deployments/no-such-id/events").status_code == 404
 
 
 def test_a_restarted_planner_resumes_every_deployment_from_the_database(

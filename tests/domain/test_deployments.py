@@ -57,6 +57,7 @@ def test_observed_generation_is_the_lowest_among_running_nodes() -> None:
     ({"running": 2}, 3, 1, 1, DeploymentStatus.PENDING),  # scaled up, a node not yet made
     ({"running": 2, "failed": 1}, 3, 1, 1, DeploymentStatus.DEGRADED),
     ({"pending": 3}, 3, 1, 0, DeploymentStatus.PENDING),
+    ({}, 0, 2, 0, DeploymentStatus.READY),  # scaled to zero: nothing left to converge
 ])
 def test_status_is_ready_only_when_every_node_runs_the_target_generation(
         counts: dict[str, int], target: int, generation: int, observed: int,

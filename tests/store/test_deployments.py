@@ -4,11 +4,16 @@ a log that outlives the deployment."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from netfleet.domain.deployments import DeploymentStatus, IllegalTransition, NodeState
 from netfleet.domain.errors import NotFound
 from netfleet.store import Store
+from netfleet.store.batch import WriteBatcher
+from netfleet.store.db import Tx
 from netfleet.store.deployments import DeploymentSpec
 from netfleet.store.records import DeviceSpec
 
@@ -119,3 +124,27 @@ async def test_a_deleted_deployment_takes_its_nodes_and_leaves_its_log(store: St
         assert await tx.deployments.nodes(made.id) == []
         kinds = [e.kind for e in await tx.deployments.events(made.id)]
     assert kinds == ["deployment.created", "node.removed", "deployment.deleted"]
+
+
+async def test_batched_writes_commit_together_and_a_refused_one_fails_alone(
+        store: Store) -> None:
+    async with store.transaction() as tx:
+        made = await tx.deployments.create(DeploymentSpec("edge", "simulator", 3), actor="a")
+        nodes = await tx.deployments.nodes(made.id)
+    writes = WriteBatcher(store)
+
+    def move(node_id: str, to: NodeState) -> Callable[[Tx], Awaitable[None]]:
+        return lambda tx: tx.deployments.move(made.id, node_id, to, actor="planner")
+
+    outcomes = await asyncio.gather(
+        writes.write(move(nodes[0].id, PR)), writes.write(move(nodes[1].id, R)),  # illegal
+        writes.write(move(nodes[2].id, F)), return_exceptions=True)
+    await writes.close()
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], IllegalTransition)
+    assert writes.batches == 1  # one transaction for all three
+    async with store.transaction(readonly=True) as tx:
+        states = [n.state for n in await tx.deployments.nodes(made.id)]
+        kinds = [e.kind for e in await tx.deployments.events(made.id)]
+    assert states == [PR, P, F]
+    assert kinds == ["deployment.created", "node.transition", "node.transition"]

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from netfleet.client import Client
-from netfleet.domain.errors import NetfleetError
+from netfleet.domain.errors import InvalidInput, NetfleetError
+from netfleet.domain.selectors import Selector
 
 err = Console(stderr=True)
 
@@ -36,3 +37,14 @@ def client(url: str | None, api_key: str | None) -> Iterator[Client]:
             f" — {fix}" if fix else "")
         err.print(f"[red]error:[/red] {escape(text)}")
         raise typer.Exit(1) from None
+
+
+def where_terms(terms: list[str] | None) -> list[str] | None:
+    """Option callback: selector terms that do not parse are a usage error naming the fix."""
+    if terms:
+        try:
+            Selector.parse(list(terms))
+        except InvalidInput as exc:
+            raise typer.BadParameter(f"{exc.message}; {exc.fix}" if exc.fix else exc.message
+                                     ) from None
+    return terms

@@ -18,10 +18,9 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from netfleet.cli.common import KeyOption, UrlOption, client
+from netfleet.cli.common import KeyOption, UrlOption, client, where_terms
 from netfleet.client import Client
-from netfleet.domain.errors import InvalidInput, NotFound
-from netfleet.domain.selectors import Selector
+from netfleet.domain.errors import NotFound
 
 app = typer.Typer(help="Deployments: create, list, show, watch, update, scale, retry, rm.",
                   no_args_is_help=True)
@@ -88,16 +87,6 @@ def _vars_file(path: Path | None) -> dict[str, Any] | None:
     return loaded
 
 
-def _where_terms(terms: list[str] | None) -> list[str] | None:
-    if terms:
-        try:
-            Selector.parse(list(terms))
-        except InvalidInput as exc:
-            raise typer.BadParameter(f"{exc.message}; {exc.fix}" if exc.fix else exc.message
-                                     ) from None
-    return terms
-
-
 def _template(file: typer.FileText | None) -> str | None:
     return None if file is None else file.read()
 
@@ -137,7 +126,7 @@ def create(
     platform: Annotated[str | None, typer.Option(
         help="simulator: the nodes' platform (default cisco_ios).")] = None,
     where: Annotated[list[str] | None, typer.Option(
-        "--where", "-w", metavar="TERM", callback=_where_terms,
+        "--where", "-w", metavar="TERM", callback=where_terms,
         help="inventory: selector term of the devices to adopt, repeatable: tag=edge, "
              "site=lab1.")] = None,
     remediate: Annotated[bool, typer.Option(

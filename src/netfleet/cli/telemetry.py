@@ -16,9 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from netfleet.cli.common import KeyOption, UrlOption, client
+from netfleet.cli.common import KeyOption, UrlOption, client, where_terms
 from netfleet.domain.errors import InvalidInput
-from netfleet.domain.selectors import Selector
 from netfleet.domain.telemetry import Profile
 from netfleet.engine.profiles import load_profiles
 
@@ -38,16 +37,6 @@ class Method(StrEnum):
 
 
 # -- option checks: a bad value is a usage error (exit 2) naming the option and the fix -------
-def _where_terms(terms: list[str] | None) -> list[str] | None:
-    if terms:
-        try:
-            Selector.parse(list(terms))
-        except InvalidInput as exc:
-            raise typer.BadParameter(f"{exc.message}; {exc.fix}" if exc.fix else exc.message
-                                     ) from None
-    return terms
-
-
 def seconds(text: str) -> float:
     """`90`, `90s`, `5m`, `1h`, `7d` -> seconds."""
     found = _DURATION.match(text)
@@ -70,7 +59,7 @@ def _positive(value: float) -> float:
 
 
 WhereOption = Annotated[list[str] | None, typer.Option(
-    "--where", "-w", callback=_where_terms,
+    "--where", "-w", callback=where_terms,
     help="Selector term, repeatable: tag=core, name=ios-*, platform=cisco_ios, site=lab1.")]
 DeviceOption = Annotated[str | None, typer.Option("--device", "-d",
                                                   help="One device (or a name glob).")]

@@ -109,7 +109,8 @@ def deployment_status(counts: Mapping[str, int], target_nodes: int, target_gener
     if counts.get(NodeState.FAILED, 0):
         return DeploymentStatus.DEGRADED
     running = counts.get(NodeState.RUNNING, 0)
-    if running == target_nodes == sum(counts.values()) and observed >= target_generation:
+    if running == target_nodes == sum(counts.values()) and (
+            observed >= target_generation or running == 0):  # scaled to zero: nothing to wait for
         return DeploymentStatus.READY
     return DeploymentStatus.PENDING
 

@@ -55,6 +55,10 @@ JOB_TIMEOUT = 120.0  # a node's config push; a hung device fails its step, never
 class NodeFailed(NetfleetError):
     category = "node_failed"
 
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
 
 @dataclass(eq=False)
 class _Planner:
@@ -164,8 +168,12 @@ class DeploymentService:
 
     async def events(self, deployment_id: str, *, after: int = 0,
                      limit: int = 100) -> list[Event]:
+        """The audit log; it outlives its deployment. NotFound if there never was one."""
         async with self.store.transaction(readonly=True) as tx:
-            return await tx.deployments.events(deployment_id, after=after, limit=limit)
+            found = await tx.deployments.events(deployment_id, after=after, limit=limit)
+            if not found and not await tx.deployments.events(deployment_id, limit=1):
+                await tx.deployments.get(deployment_id, progress=False)  # raises NotFound
+            return found
 
     async def update(self, deployment_id: str, *, actor: str, **changes: Any) -> Deployment:
         """Change a deployment. A new template or vars is a new generation for every node;
@@ -372,7 +380,8 @@ class DeploymentService:
                                                drift=False, attempts=0, reason=None)
                     self.stats.applied += 1
             except NodeFailed as exc:
-                node = await self._move(deployment, node, NodeState.FAILED, reason=exc.message)
+                node = await self._move(deployment, node, NodeState.FAILED, reason=exc.message,
+                                        attempts=exc.attempts)
             planner.progress = time.monotonic()
             deployment = planner.deployment  # an update may have moved the target meanwhile
 
@@ -400,7 +409,7 @@ class DeploymentService:
                 log.exception("deployment step failed unexpectedly", node=node.id, step=what)
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt == self.attempts:
-                raise NodeFailed(f"{what} failed {attempt} times; last: {reason}")
+                raise NodeFailed(f"{what} failed {attempt} times; last: {reason}", attempt)
             self.stats.retries += 1
             await self.writes.write(partial(_attempted, deployment.id, node.id, attempt,
                                             f"{what}: {reason}"))
@@ -421,7 +430,8 @@ class DeploymentService:
             vars={**newest.vars, **_node_vars(newest.name, node.ordinal, node.hostname,
                                               node.ip_address, generation)},
             timeout=JOB_TIMEOUT)
-        job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}")
+        job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}",
+                                         writes=self.writes)
         done = await self.jobs.get(job.id, wait=JOB_TIMEOUT + 30)
         result = done.results[0] if done.results else None
         if result is None or result.status != Status.SUCCEEDED:
@@ -510,7 +520,8 @@ class DeploymentService:
                                                   node.ip_address,
                                                   deployment.target_generation)})
         try:
-            job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}")
+            job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}",
+                                         writes=self.writes)
             done = await self.jobs.get(job.id, wait=JOB_TIMEOUT + 30)
         except NetfleetError:
             return None

@@ -14,6 +14,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import structlog
@@ -33,6 +34,8 @@ from netfleet.domain.selectors import Selector, is_glob
 from netfleet.engine import Engine
 from netfleet.services.webhooks import WebhookSender
 from netfleet.store import Store
+from netfleet.store.batch import WriteBatcher
+from netfleet.store.db import Tx
 from netfleet.store.records import Device, Facts, JobDetail, JobResult, ResultUpdate
 
 log = structlog.get_logger("netfleet.jobs")
@@ -138,41 +141,30 @@ class JobService:
         return count
 
     # -- submit ----------------------------------------------------------------------------
-    async def submit(self, request: JobRequest, requested_by: str = "") -> JobView:
+    async def submit(self, request: JobRequest, requested_by: str = "", *,
+                     writes: WriteBatcher | None = None) -> JobView:
+        """Accept the job: stored, queued on its devices' actors, answered with its id. With
+        `writes`, it is stored in that batcher's next group commit, beside other writers'
+        (deployment planners submit a config job per node: on SQLite, a transaction each
+        queued behind one another)."""
         _check(request)
         selector = selector_for(request)
         try:
-            return await self._submit(request, selector, requested_by)
+            return await self._submit(request, selector, requested_by, writes)
         except IntegrityError:
             # A device was deleted since we cached it (another controller, say): look again.
             self.forget(list(self._devices_known))
-            return await self._submit(request, selector, requested_by)
+            return await self._submit(request, selector, requested_by, writes)
 
-    async def _submit(self, request: JobRequest, selector: Selector,
-                      requested_by: str) -> JobView:
-        # One write transaction creates the job (or nothing). Devices and credentials come
-        # from a short-lived cache when the job names one device, the common interactive case;
-        # selectors are resolved in the same transaction.
-        async with self.store.transaction() as tx:
-            devices = self._cached_device(request) or await self._devices(tx, selector)
-            if not devices:
-                raise InvalidInput("no device matches",
-                                   field="where" if request.where else "device",
-                                   fix="check the names with `netfleet devices list`")
-            names = [d.name for d in devices]
-            await self._cache_targets(names, tx)
-            missing = [n for n in names if self._targets.get(n, (0, None))[1] is None]
-            if missing:
-                raise InvalidInput(f"no credentials for {', '.join(missing[:5])}"
-                                   + (" …" if len(missing) > 5 else ""), field="device",
-                                   fix="give the devices a credentials profile")
-            tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422
-            self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
-            spec = request.model_dump(mode="json", exclude_none=True,
-                                      exclude={"device", "where", "vars"})
-            detail = await tx.jobs.create(request.kind.value, spec, selector,
-                                          requested_by=requested_by or None,
-                                          devices=[(d.id, d.name) for d in devices])
+    async def _submit(self, request: JobRequest, selector: Selector, requested_by: str,
+                      writes: WriteBatcher | None = None) -> JobView:
+        if writes is None:
+            async with self.store.transaction() as tx:
+                detail, tasks = await self._create(tx, request, selector, requested_by)
+        else:
+            detail, tasks = await writes.write(
+                partial(self._create, request=request, selector=selector,
+                        requested_by=requested_by))
         children = {r.job_id: r.device for r in detail.results if r.device in tasks}
         submitted = view(detail)
         self._running[detail.job.id] = _Running(submitted, children, set(children),
@@ -183,6 +175,32 @@ class JobService:
         self.engine.submit([tasks[device].model_copy(update={"job_id": child})
                             for child, device in children.items()])
         return submitted
+
+    async def _create(self, tx: Tx, request: JobRequest, selector: Selector,
+                      requested_by: str) -> tuple[JobDetail, dict[str, DeviceTask]]:
+        """Store the job (or raise before writing anything). Devices and credentials come
+        from a short-lived cache when the job names one device, the common interactive case;
+        selectors are resolved in the same transaction."""
+        devices = self._cached_device(request) or await self._devices(tx, selector)
+        if not devices:
+            raise InvalidInput("no device matches",
+                               field="where" if request.where else "device",
+                               fix="check the names with `netfleet devices list`")
+        names = [d.name for d in devices]
+        await self._cache_targets(names, tx)
+        missing = [n for n in names if self._targets.get(n, (0, None))[1] is None]
+        if missing:
+            raise InvalidInput(f"no credentials for {', '.join(missing[:5])}"
+                               + (" …" if len(missing) > 5 else ""), field="device",
+                               fix="give the devices a credentials profile")
+        tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422
+        self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
+        spec = request.model_dump(mode="json", exclude_none=True,
+                                  exclude={"device", "where", "vars"})
+        detail = await tx.jobs.create(request.kind.value, spec, selector,
+                                      requested_by=requested_by or None,
+                                      devices=[(d.id, d.name) for d in devices])
+        return detail, tasks
 
     def _cached_device(self, request: JobRequest) -> list[Device]:
         if request.where or not request.device or is_glob(request.device):

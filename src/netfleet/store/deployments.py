@@ -123,7 +123,9 @@ class DeploymentRepo:
         await self.session.flush()
         await self.add_nodes(deployment_id, 0, spec.target_node_count, generation=1)
         await self.log(Event(deployment_id, "deployment.created", now, actor,
-                             reason=f"{spec.target_node_count} nodes from {spec.provider}"))
+                             reason=f"{spec.target_node_count} node"
+                                    f"{'' if spec.target_node_count == 1 else 's'} "
+                                    f"from {spec.provider}"))
         return await self.get(deployment_id)
 
     async def get(self, deployment_id: str, *, progress: bool = True) -> Deployment:
