@@ -293,3 +293,29 @@ def test_a_hung_device_blocks_neither_other_deployments_nor_the_api_and_is_flagg
     finally:
         sim.run(lambda: hang(None))
         service.stuck_after = saved
+
+
+def test_scaling_up_adds_nodes_and_scaling_down_releases_the_last_ones(
+        deploy: ServerThread, sim: RunningSim) -> None:
+    with deploy.client("operator") as operator:
+        made = create(operator, target_node_count=2)
+        converged(operator, made["id"])
+        up = operator.post(f"/deployments/{made['id']}/scale", json={"target_node_count": 4})
+        assert up.status_code == 200 and up.json()["target_node_count"] == 4
+        converged(operator, made["id"])
+        nodes = operator.get(f"/deployments/{made['id']}/nodes").json()
+        assert [n["ordinal"] for n in nodes] == [0, 1, 2, 3]
+        assert {n["state"] for n in nodes} == {"running"}
+
+        down = operator.patch(f"/deployments/{made['id']}", json={"target_node_count": 1})
+        assert down.status_code == 200
+        done = until(lambda: (d := operator.get(f"/deployments/{made['id']}").json())
+                     ["current_node_count"] == 1 and d, what="scaled down to one node")
+        assert done["status"] == "ready"
+        [kept] = operator.get(f"/deployments/{made['id']}/nodes").json()
+        assert kept["ordinal"] == 0
+        released = {n["device"] for n in nodes[1:]}
+        assert released.isdisjoint(sim.run(lambda: set(sim.server.devices)))
+        events = operator.get(f"/deployments/{made['id']}/events", params={"limit": 500}).json()
+        assert sorted(e["node_id"] for e in events if e["kind"] == "node.removed") == sorted(
+            n["id"] for n in nodes[1:])
