@@ -28,3 +28,21 @@ def test_console_logs_are_readable(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "hidden" not in err
     assert "shown" in err and "device=eos-00002" in err
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_logged_exception_shows_its_traceback_but_no_local_variable(
+        capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    log.configure(json=as_json)
+
+    def connect() -> None:
+        password = "s3cret-device-pw"  # noqa: F841 (a local a traceback must not show)
+        raise ConnectionError("refused")
+
+    try:
+        connect()
+    except ConnectionError:
+        structlog.get_logger("netfleet.test").exception("login failed", device="ios-00001")
+    err = capsys.readouterr().err
+    assert "ConnectionError: refused" in err and "connect" in err
+    assert "s3cret-device-pw" not in err

@@ -16,10 +16,15 @@ def configure(*, json: bool = False, level: str = "info") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Plain tracebacks, never with local variables: locals may hold device passwords, and
+    # rendering a planner's locals (thousands of nodes) once held the event loop for minutes.
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                           exception_formatter=structlog.dev.plain_traceback)
     )
+    if json:
+        shared = [*shared, structlog.processors.format_exc_info]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

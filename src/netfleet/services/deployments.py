@@ -50,6 +50,7 @@ log = structlog.get_logger("netfleet.deployments")
 T = TypeVar("T")
 PLANNER = "planner"
 JOB_TIMEOUT = 120.0  # a node's config push; a hung device fails its step, never the planner
+DRIFT_CHECKS = 32  # dry runs in flight per drift pass: ten thousand at once swamped the engine
 
 
 class NodeFailed(NetfleetError):
@@ -489,14 +490,18 @@ class DeploymentService:
         on the node and logged; with `remediate`, the planner re-applies. Returns how many
         nodes drifted."""
         drifted = 0
+        gate = asyncio.Semaphore(DRIFT_CHECKS)
         for deployment in await self._all():
             if deployment.deleting or not deployment.config_template:
                 continue
+            planner = self._planners.get(deployment.id)
+            if planner is not None and planner.workers:
+                continue  # converging or rolling out: checked once it has settled
             async with self.store.transaction(readonly=True) as tx:
                 nodes = await tx.deployments.nodes(deployment.id, states=[NodeState.RUNNING])
             settled = [n for n in nodes if n.device is not None
                        and n.observed_generation >= deployment.target_generation]
-            found = await asyncio.gather(*(self._diff(deployment, n) for n in settled))
+            found = await asyncio.gather(*(self._diff(deployment, n, gate) for n in settled))
             for node, diff in zip(settled, found, strict=True):
                 if diff is None or bool(diff) == node.drift:
                     continue
@@ -512,7 +517,12 @@ class DeploymentService:
                 self._ensure(deployment.id)
         return drifted
 
-    async def _diff(self, deployment: Deployment, node: Node) -> str | None:
+    async def _diff(self, deployment: Deployment, node: Node,
+                    gate: asyncio.Semaphore) -> str | None:
+        async with gate:
+            return await self._dry_run(deployment, node)
+
+    async def _dry_run(self, deployment: Deployment, node: Node) -> str | None:
         request = JobRequest(
             kind=JobKind.CONFIG, device=node.device, template=deployment.config_template,
             dry_run=True, timeout=JOB_TIMEOUT,
