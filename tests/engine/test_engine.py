@@ -64,7 +64,10 @@ async def engine(sim: RunningSim) -> AsyncIterator[tuple[Engine, Recorder, dict[
                             parser=Parsers()),
                  Limits(per_device_queue=50, idle_timeout=60))
     yield eng, recorder, devices
+    # The engine's count of queued work agrees with its actors' queues, whatever the test did.
+    assert eng.pending == sum(len(a.ordered) + len(a.reads) for a in eng.actors.values())
     await eng.close()
+    assert eng.pending == 0
 
 
 def add(sim: RunningSim, devices: dict[str, Device], platform: str, count: int = 1) -> list[

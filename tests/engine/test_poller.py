@@ -100,7 +100,10 @@ async def rigs(sim: RunningSim) -> AsyncIterator[tuple[MakeRig, dict[str, Device
         yield make, devices
     finally:
         for engine in made:
+            assert engine.pending == sum(len(a.ordered) + len(a.reads)
+                                         for a in engine.actors.values())
             await engine.close()
+            assert engine.pending == 0
 
 
 def add(sim: RunningSim, devices: dict[str, Device], count: int = 1) -> list[Device]:

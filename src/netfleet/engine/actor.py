@@ -105,18 +105,21 @@ class DeviceActor:
 
     def submit(self, entry: Entry) -> None:
         (self.ordered if entry.task.is_change or entry.task.ordered else self.reads).append(entry)
+        self.engine.queued += 1
         self._pump()
 
     def cancel(self, job_ids: Collection[str]) -> int:
         cancelled = 0
         for entry in [e for e in self.ordered if e.task.job_id in job_ids]:
             self.ordered.remove(entry)
+            self.engine.queued -= 1
             self._finish(entry, Status.CANCELLED, "cancelled", "cancelled before it ran")
             cancelled += 1
         for read in [e for e in self.reads
                      if isinstance(e, Entry) and e.task.job_id in job_ids]:
             assert isinstance(read, Entry)
             self.reads.remove(read)
+            self.engine.queued -= 1
             self._finish(read, Status.CANCELLED, "cancelled", "cancelled before it ran")
             cancelled += 1
         for running in list(self.running):
@@ -139,6 +142,7 @@ class DeviceActor:
                 entry, ordered = self.reads.popleft(), False
             else:
                 return
+            self.engine.queued -= 1
             slot.busy = True
             self._ordered_running |= ordered
             self.running.add(entry)
@@ -313,6 +317,7 @@ class DeviceActor:
         for queued in [e for e in self.reads
                        if isinstance(e, PollEntry) and e.poller is poller]:
             self.reads.remove(queued)
+            self.engine.queued -= 1
         inline = any(isinstance(e, PollEntry) and e.poller is poller
                      and e.runner is poller.schedule for e in self.running)
         if poller.schedule is not None and not inline:
@@ -341,6 +346,7 @@ class DeviceActor:
                 slot = self._slot_for_poll()
                 if slot is None:  # busy: wait in the reads lane, in turn with jobs
                     self.reads.append(entry)
+                    self.engine.queued += 1
                     self._pump()
                 else:  # nothing waiting and a session free: poll right here, no extra task
                     slot.busy = True
@@ -432,6 +438,7 @@ class DeviceActor:
                 if isinstance(queued, Entry):
                     self._finish(queued, Status.CANCELLED, "cancelled",
                                  "netfleet stopped before it ran")
+            self.engine.queued -= len(lane)
             lane.clear()
         for entry in list(self.running):
             if entry.runner is not None:
