@@ -19,7 +19,7 @@ from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
 from netfleet.services.deployments import DeploymentService
 from netfleet.services.jobs import JobService
-from netfleet.services.providers import InventoryProvider, Provider, SimulatorProvider
+from netfleet.services.providers import load_providers
 from netfleet.services.telemetry import TelemetryService
 from netfleet.services.webhooks import WebhookSender
 from netfleet.settings import Settings
@@ -145,11 +145,9 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     telemetry.engine = jobs.engine
     await telemetry.start()
     writes = WriteBatcher(store)
-    providers: dict[str, Provider] = {
-        "simulator": SimulatorProvider(store, jobs, settings.simulator_url, writes=writes),
-        "inventory": InventoryProvider(store, jobs)}
     deployments = DeploymentService(
-        store, jobs, telemetry, providers, writes, render=default_renderer().render,
+        store, jobs, telemetry, load_providers(store, jobs, settings, writes), writes,
+        render=default_renderer().render,
         workers=settings.deploy_workers, attempts=settings.deploy_attempts,
         stuck_after=settings.deploy_stuck_after, drift_interval=settings.drift_interval)
     await deployments.start()  # every deployment carries on where the database says

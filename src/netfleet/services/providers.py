@@ -8,6 +8,11 @@ netfleet can configure (provision), and gives it back when the node goes (releas
 
 Both are idempotent per node: a node that already has its device (a planner resumed after a
 restart) keeps it.
+
+Other providers are plugins: an installed package's entry point in the group
+`netfleet.providers` names a factory called as `factory(store=, jobs=, settings=, writes=)`
+that returns an object with this Protocol; its entry point name is the `provider` a deployment
+asks for.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 import httpx
@@ -26,6 +32,7 @@ from netfleet.domain.errors import Conflict, InvalidInput, NetfleetError, NotFou
 from netfleet.domain.jobs import JobKind, JobRequest, Status
 from netfleet.domain.selectors import Selector
 from netfleet.services.jobs import JobService
+from netfleet.settings import Settings
 from netfleet.store import Store
 from netfleet.store.batch import WriteBatcher
 from netfleet.store.db import Tx
@@ -62,6 +69,29 @@ class Provider(Protocol):
 
     async def release_all(self, deployment: Deployment) -> None:
         """Release every device of the deployment, one whose node never learnt it included."""
+
+
+GROUP = "netfleet.providers"
+
+
+def load_providers(store: Store, jobs: JobService, settings: Settings,
+                   writes: WriteBatcher) -> dict[str, Provider]:
+    """The built-in providers, and those of installed plugins (a plugin may not replace a
+    built-in one: a deployment's provider must mean the same on every controller)."""
+    found: dict[str, Provider] = {
+        "simulator": SimulatorProvider(store, jobs, settings.simulator_url, writes=writes),
+        "inventory": InventoryProvider(store, jobs)}
+    for point in entry_points(group=GROUP):
+        if point.name in found:
+            log.warning("provider plugin ignored: the name is built in", provider=point.name)
+            continue
+        try:
+            found[point.name] = point.load()(store=store, jobs=jobs, settings=settings,
+                                             writes=writes)
+        except Exception as exc:  # a broken plugin costs its provider, not the controller
+            log.error("provider plugin failed to load", provider=point.name,
+                      error=f"{type(exc).__name__}: {exc}")
+    return found
 
 
 def deployment_tag(deployment_id: str) -> str:

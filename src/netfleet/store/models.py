@@ -331,7 +331,6 @@ class DeploymentRow(Base):
 
     __tablename__ = "deployments"
     __table_args__ = (
-        CheckConstraint("provider IN ('simulator', 'inventory')", name="provider"),
         CheckConstraint("target_node_count BETWEEN 0 AND 10000", name="target_node_count"),
         CheckConstraint("target_generation >= 1", name="target_generation"),
         # GET /deployments pages in creation order.
@@ -341,7 +340,7 @@ class DeploymentRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
-    provider: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[str] = mapped_column(String(64))  # built in, or a plugin's name
     config_template: Mapped[str | None] = mapped_column(Text)
     vars: Mapped[dict[str, Any]] = mapped_column(default=dict)
     telemetry_profile: Mapped[str | None] = mapped_column(String(64))

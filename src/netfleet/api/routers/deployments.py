@@ -28,7 +28,8 @@ class DeploymentCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     description: str | None = Field(None, max_length=10_000)
     target_node_count: int = Field(ge=1, le=MAX_NODES)
-    provider: Literal["simulator", "inventory"] = "simulator"
+    provider: str = Field("simulator", min_length=1, max_length=64,
+                          description="simulator, inventory, or an installed plugin's")
     config_template: str | None = Field(None, max_length=200_000,
                                         description="Jinja2, rendered per node")
     vars: dict[str, Any] = Field(default_factory=dict)
