@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/netfleet bench jobs
 	$(BIN)/netfleet bench poll
 	$(BIN)/netfleet bench detect
+	$(BIN)/netfleet bench deploy
+	$(BIN)/netfleet bench deploy --postgres-admin-url postgresql://postgres@127.0.0.1:5432/test
 
 # Re-pin after changing dependencies in pyproject.toml (needs uv: `pip install uv`).
 lock:
