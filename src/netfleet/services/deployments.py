@@ -35,7 +35,7 @@ from netfleet.domain.deployments import (
     retry_delay,
 )
 from netfleet.domain.errors import InvalidInput, NetfleetError, NotFound, RenderError
-from netfleet.domain.jobs import JobKind, JobRequest, Status
+from netfleet.domain.jobs import JobKind, JobRequest, JobView, Status
 from netfleet.services.jobs import JobService
 from netfleet.services.providers import Provider, StepFailed
 from netfleet.services.telemetry import TelemetryService
@@ -231,22 +231,14 @@ class DeploymentService:
 
     async def remove_node(self, deployment_id: str, node_id: str, *, actor: str) -> None:
         """Release one node and take it out; the deployment wants one node fewer."""
-        planner = self._planners.get(deployment_id)
-        if planner is not None and node_id in planner.workers:
-            worker = planner.workers.pop(node_id)
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
         async with self.store.transaction(readonly=True) as tx:
             deployment = await tx.deployments.get(deployment_id)
             node = await tx.deployments.node(deployment_id, node_id)
-        await self.providers[deployment.provider].release(deployment, node)
+        await self._release_node(deployment, node, actor=actor, reason="removed")
         async with self.store.transaction() as tx:
-            await tx.deployments.remove_node(deployment_id, node_id, actor=actor,
-                                             reason="removed")
             await tx.deployments.change(deployment_id, actor=actor, reason="removed a node",
                                         target_node_count=max(0, deployment.target_node_count
                                                               - 1))
-        self._telemetry_dirty.set()
         self._ensure(deployment_id)
 
     def stuck(self) -> list[dict[str, Any]]:
@@ -314,7 +306,8 @@ class DeploymentService:
                     return
                 keep = nodes[:deployment.target_node_count]
                 for node in nodes[deployment.target_node_count:]:  # scaled down: last go first
-                    await self._scale_down(deployment, node, planner)
+                    await self._release_node(deployment, node, actor=PLANNER,
+                                             reason="scaled down")
                 for node in keep:
                     if node.id not in workers and _needs_work(deployment, node):
                         worker = workers[node.id] = asyncio.create_task(
@@ -426,29 +419,37 @@ class DeploymentService:
             return generation
         if node.device is None:
             raise StepFailed("the node has no device to configure")
-        request = JobRequest(
-            kind=JobKind.CONFIG, device=node.device, template=newest.config_template,
-            vars={**newest.vars, **_node_vars(newest.name, node.ordinal, node.hostname,
-                                              node.ip_address, generation)},
-            timeout=JOB_TIMEOUT)
-        job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}",
-                                         writes=self.writes)
-        done = await self.jobs.get(job.id, wait=JOB_TIMEOUT + 30)
+        done = await self._config_job(newest, node, generation)
         result = done.results[0] if done.results else None
         if result is None or result.status != Status.SUCCEEDED:
             why = f"{result.category}: {result.message}" if result else "no result"
-            raise StepFailed(f"config job {job.id} {done.status}: {why}")
+            raise StepFailed(f"config job {done.id} {done.status}: {why}")
         return generation
 
-    async def _scale_down(self, deployment: Deployment, node: Node, planner: _Planner) -> None:
-        worker = planner.workers.pop(node.id, None)
+    async def _config_job(self, deployment: Deployment, node: Node, generation: int, *,
+                          dry_run: bool = False) -> JobView:
+        """The deployment's template for this node at `generation`, as a config job through
+        the engine (stored in the planners' group commits); its final view."""
+        request = JobRequest(
+            kind=JobKind.CONFIG, device=node.device, template=deployment.config_template,
+            dry_run=dry_run, timeout=JOB_TIMEOUT,
+            vars={**deployment.vars, **_node_vars(deployment.name, node.ordinal, node.hostname,
+                                                  node.ip_address, generation)})
+        job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}",
+                                     writes=self.writes)
+        return await self.jobs.get(job.id, wait=JOB_TIMEOUT + 30)
+
+    async def _release_node(self, deployment: Deployment, node: Node, *, actor: str,
+                            reason: str) -> None:
+        """Stop the node's worker, give its device back, take the node out (logged)."""
+        planner = self._planners.get(deployment.id)
+        worker = planner.workers.pop(node.id, None) if planner is not None else None
         if worker is not None:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
         await self.providers[deployment.provider].release(deployment, node)
         async with self.store.transaction() as tx:
-            await tx.deployments.remove_node(deployment.id, node.id, actor=PLANNER,
-                                             reason="scaled down")
+            await tx.deployments.remove_node(deployment.id, node.id, actor=actor, reason=reason)
         self._telemetry_dirty.set()
 
     async def _teardown(self, deployment: Deployment, planner: _Planner) -> None:
@@ -523,16 +524,9 @@ class DeploymentService:
             return await self._dry_run(deployment, node)
 
     async def _dry_run(self, deployment: Deployment, node: Node) -> str | None:
-        request = JobRequest(
-            kind=JobKind.CONFIG, device=node.device, template=deployment.config_template,
-            dry_run=True, timeout=JOB_TIMEOUT,
-            vars={**deployment.vars, **_node_vars(deployment.name, node.ordinal, node.hostname,
-                                                  node.ip_address,
-                                                  deployment.target_generation)})
         try:
-            job = await self.jobs.submit(request, requested_by=f"deployment:{deployment.id}",
-                                         writes=self.writes)
-            done = await self.jobs.get(job.id, wait=JOB_TIMEOUT + 30)
+            done = await self._config_job(deployment, node, deployment.target_generation,
+                                          dry_run=True)
         except NetfleetError:
             return None
         result = done.results[0] if done.results else None
