@@ -244,7 +244,7 @@ class InventoryProvider:
         if result is None or result.status != Status.SUCCEEDED:
             reason = f"{result.category}: {result.message}" if result else "no result"
             raise StepFailed(f"could not collect facts from {device.name} ({reason})")
-        hostname = (result.facts or {}).get("hostname") if result.facts else None
+        hostname = (result.facts or {}).get("hostname")
         async with self.store.transaction() as tx:
             current = await tx.devices.get(device.name)
             tags = sorted({*current.tags, deployment_tag(deployment.id)})
