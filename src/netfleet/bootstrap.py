@@ -11,12 +11,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from netfleet.api.app import create_app
+from netfleet.backends.base import Backend
+from netfleet.backends.redis import RedisBackend
+from netfleet.domain.errors import InvalidInput
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
 from netfleet.engine import Engine, EngineDeps, Limits
+from netfleet.engine.agent import Agent, agent_name
 from netfleet.parsing import Parsers
 from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
+from netfleet.services.cluster import ClusterWork, Leadership, Recorder
 from netfleet.services.deployments import DeploymentService
 from netfleet.services.jobs import JobService
 from netfleet.services.providers import load_providers
@@ -69,6 +74,22 @@ class Keys:
 
 
 @dataclass
+class Cluster:
+    """A controller's part in a cluster: Redis, work going down, observations coming up, and
+    the lease that makes one controller the deployment planner."""
+
+    name: str
+    backend: Backend
+    work: ClusterWork
+    recorder: Recorder
+    leadership: Leadership
+
+    async def close(self) -> None:
+        await self.recorder.stop()
+        await self.backend.close()
+
+
+@dataclass
 class Services:
     """Everything the API and CLI use, built once per process."""
 
@@ -80,6 +101,7 @@ class Services:
     webhooks: WebhookSender
     telemetry: TelemetryService
     deployments: DeploymentService
+    cluster: Cluster | None = None  # set when NETFLEET_REDIS_URL is
 
     @property
     def engine(self) -> Engine:
@@ -93,8 +115,12 @@ class Services:
         return config_lines(text)
 
     async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.leadership.stop()
         await self.deployments.close()  # planners first: they submit jobs and re-plan polls
         await self.telemetry.stop()  # nothing reassigns polls from here on
+        if self.cluster is not None:
+            await self.cluster.close()  # the recorder drains what it has read
         await self.jobs.close()  # stops the engine: no more polls
         await self.telemetry.close()  # then the last samples are written
         await self.webhooks.close()
@@ -116,11 +142,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     """Migrate the database, then build the store, engine, parsers and services."""
     await migrate(settings.database_url)
     store = Store.from_settings(settings)
-    limits = limits or Limits(
-        global_concurrency=settings.max_concurrency,
-        per_device_sessions=settings.sessions_per_device,
-        per_device_queue=settings.device_queue, max_pending=settings.max_pending,
-        idle_timeout=settings.idle_session_timeout)
+    limits = limits or _limits(settings)
     parsers = Parsers()
     webhooks = WebhookSender(webhook_secret(settings))
     telemetry = TelemetryService(
@@ -138,11 +160,19 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
                                                                platform=platform)),
             limits)
 
+    backend: Backend | None = None
+    work: ClusterWork | None = None
+    if settings.redis_url is not None:  # a controller of a cluster: agents run the work
+        backend = RedisBackend(settings.redis_url)
+        work = ClusterWork(backend, load_key(settings), settings.partitions)
+        await work.start()
     jobs = JobService(store=store, engine_factory=engine_factory,
                       render=default_renderer().render, config_lines=config_lines,
-                      webhooks=webhooks)
-    await jobs.recover()  # the embedded engine starts empty: nothing it held survives
+                      webhooks=webhooks, remote=work)
+    if work is None:
+        await jobs.recover()  # the embedded engine starts empty: nothing it held survives
     telemetry.engine = jobs.engine
+    telemetry.remote = work
     await telemetry.start()
     writes = WriteBatcher(store)
     deployments = DeploymentService(
@@ -150,10 +180,66 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
         render=default_renderer().render,
         workers=settings.deploy_workers, attempts=settings.deploy_attempts,
         stuck_after=settings.deploy_stuck_after, drift_interval=settings.drift_interval)
-    await deployments.start()  # every deployment carries on where the database says
+    cluster = None
+    if backend is not None and work is not None:
+        cluster = _controller(settings, backend, work, jobs, telemetry, deployments)
+    else:
+        await deployments.start()  # every deployment carries on where the database says
     return Services(settings=settings, store=store, jobs=jobs, keys=Keys(store),
                     parsers=parsers, webhooks=webhooks, telemetry=telemetry,
-                    deployments=deployments)
+                    deployments=deployments, cluster=cluster)
+
+
+def _controller(settings: Settings, backend: Backend, work: ClusterWork, jobs: JobService,
+                telemetry: TelemetryService, deployments: DeploymentService) -> Cluster:
+    """Start a controller's cluster part: the recorder, and the bid to lead the planners
+    (until it leads, this controller plans no deployment)."""
+    name = agent_name()
+
+    async def flush() -> bool:
+        await jobs.flush()
+        await telemetry.flush()
+        return jobs.buffered == 0 and telemetry.buffered == 0
+
+    recorder = Recorder(backend, name=name, partitions=work.partitions,
+                        on_result=jobs.on_result, on_poll=telemetry.on_poll, flush=flush,
+                        lease_ttl=settings.lease_ttl)
+    recorder.start()
+    deployments.leading = False
+    leadership = Leadership(backend, name="planners", holder=name, ttl=settings.lease_ttl,
+                            gained=deployments.lead, lost=deployments.follow,
+                            tick=deployments.adopt)
+    leadership.start()
+    return Cluster(name, backend, work, recorder, leadership)
+
+
+def build_agent(settings: Settings, limits: Limits | None = None,
+                name: str | None = None) -> Agent:
+    """An agent: Redis and the secret key, no database."""
+    if settings.redis_url is None:
+        raise InvalidInput("an agent needs Redis", field="NETFLEET_REDIS_URL",
+                           fix="set NETFLEET_REDIS_URL=redis://host:6379/0, the same as the "
+                               "controllers'")
+    if settings.secret_key is None and not settings.secret_key_file.exists():
+        raise InvalidInput(
+            "an agent needs the cluster's secret key to open device credentials",
+            field="NETFLEET_SECRET_KEY",
+            fix="set NETFLEET_SECRET_KEY to the controllers' key (the same everywhere)")
+    limits = limits or _limits(settings)
+    parsers = Parsers()
+    return Agent(RedisBackend(settings.redis_url), lambda deps: Engine(deps, limits),
+                 secret=load_key(settings), partitions=settings.partitions,
+                 lease_ttl=settings.lease_ttl, name=name, parser=parsers, driver_for=_driver,
+                 differ=lambda running, lines, platform: config_diff(running, lines,
+                                                                    platform=platform))
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        global_concurrency=settings.max_concurrency,
+        per_device_sessions=settings.sessions_per_device,
+        per_device_queue=settings.device_queue, max_pending=settings.max_pending,
+        idle_timeout=settings.idle_session_timeout)
 
 
 def build_app(services: Services) -> FastAPI:

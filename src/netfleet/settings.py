@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     deploy_attempts: int = Field(3, ge=1, le=20, description="tries of a step before failed")
     deploy_stuck_after: float = Field(300.0, gt=0, description="seconds without progress")
     drift_interval: float = Field(300.0, gt=0, description="seconds between drift checks")
-    partitions: int = 64
+    partitions: int = 64  # fixed by the first process of a cluster; later ones adopt it
+    lease_ttl: float = Field(10.0, ge=1, le=600, description="seconds a partition lease lasts")
     host: str = "127.0.0.1"
     port: int = 8000
 

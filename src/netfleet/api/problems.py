@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netfleet.domain.errors import (
     AccessDenied,
+    BackendUnavailable,
     Conflict,
     InvalidInput,
     NetfleetError,
@@ -30,6 +31,7 @@ STATUS: list[tuple[type[NetfleetError], int]] = [
     (RenderError, 422),
     (ParseError, 422),
     (Overloaded, 429),
+    (BackendUnavailable, 503),
 ]
 
 

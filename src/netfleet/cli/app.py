@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from netfleet import __version__, log
-from netfleet.cli import bench, credentials, deploy, devices, jobs, keys, sim, telemetry, up
+from netfleet.cli import (
+    bench,
+    cluster,
+    credentials,
+    deploy,
+    devices,
+    jobs,
+    keys,
+    sim,
+    telemetry,
+    up,
+)
 
 app = typer.Typer(
     name="netfleet",
@@ -26,6 +37,8 @@ app.add_typer(deploy.app, name="deploy")
 app.command("run")(jobs.run)
 app.command("bottlenecks")(telemetry.bottlenecks)
 app.command("up")(up.up)
+app.command("serve")(cluster.serve)
+app.command("agent")(cluster.agent)
 
 
 def _version(value: bool) -> None:

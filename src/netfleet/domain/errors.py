@@ -13,7 +13,8 @@
     ├── AccessDenied           no or a wrong API key (401), or a role too low (403)
     ├── NotFound
     ├── Conflict
-    └── Overloaded             a queue is full; `.retry_after` seconds
+    ├── Overloaded             a queue is full; `.retry_after` seconds
+    └── BackendUnavailable     the work backend (Redis) cannot be reached right now
 
 Device failures become failed *results* carrying the category; they never escape as a 500.
 """
@@ -104,3 +105,9 @@ class Overloaded(NetfleetError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BackendUnavailable(NetfleetError):
+    """Redis (the work backend) did not answer; callers retry with backoff."""
+
+    category = "backend"

@@ -48,6 +48,7 @@ class DeviceTask(BaseModel):
     ordered: bool = False  # a read that waits behind queued changes
     parse: ParseSpec | None = None
     timeout: float = Field(default=60.0, gt=0, le=3600)
+    attempt: int = Field(default=1, ge=1)  # 2+: handed over from an agent that stopped with it
 
     @property
     def is_change(self) -> bool:

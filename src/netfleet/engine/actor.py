@@ -207,7 +207,8 @@ class DeviceActor:
         """Run the task; a reused session that turns out dead is reopened once (attempt 2)."""
         target = await self.engine.deps.resolve(self.name)
         for attempt in (1, 2):
-            entry.result.attempt = attempt
+            # A task taken over from an agent that died with it arrives as attempt 2 or more.
+            entry.result.attempt = entry.task.attempt - 1 + attempt
             reused = _usable(slot, target)
             session = await self._session(slot, target)
             entry.result.session_reused = reused

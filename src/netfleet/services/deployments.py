@@ -101,6 +101,9 @@ class DeploymentService:
         self._telemetry_dirty = asyncio.Event()
         self._telemetry_task: asyncio.Task[None] | None = None
         self._closing = False
+        # False on a controller of a cluster that does not lead: it plans nothing, the
+        # leading controller finds new deployments (`adopt`) and plans them.
+        self.leading = True
 
     # -- lifecycle of the service ----------------------------------------------------------
     async def start(self) -> int:
@@ -113,6 +116,32 @@ class DeploymentService:
         self._telemetry_task = asyncio.create_task(self._telemetry_loop(),
                                                    name="netfleet-deploy-telemetry")
         return len(ids)
+
+    async def adopt(self) -> int:
+        """Plan every deployment that has no planner here yet (made through another
+        controller); returns how many were adopted."""
+        async with self.store.transaction(readonly=True) as tx:
+            ids = await tx.deployments.ids()
+        fresh = [i for i in ids if (p := self._planners.get(i)) is None
+                 or p.task is None or p.task.done()]
+        for deployment_id in fresh:
+            self._ensure(deployment_id)
+        return len(fresh)
+
+    async def lead(self) -> None:
+        """This controller leads now: plan every deployment."""
+        self.leading = True
+        await self.start()
+
+    async def follow(self) -> None:
+        """Another controller leads: stop planning (the database keeps every state)."""
+        self.leading = False
+        tasks = [t for t in (self._drift, self._telemetry_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._drift = self._telemetry_task = None
+        await self.reset()
 
     async def close(self) -> None:
         self._closing = True
@@ -139,8 +168,10 @@ class DeploymentService:
         planner = self._planners.get(deployment_id)
         if planner is None or planner.task is None or planner.task.done():
             planner = self._planners[deployment_id] = _Planner()
-            planner.task = asyncio.create_task(self._plan(deployment_id, planner),
-                                               name=f"netfleet-deployment-{deployment_id[:8]}")
+            if self.leading:  # in a cluster, only the leading controller plans
+                planner.task = asyncio.create_task(
+                    self._plan(deployment_id, planner),
+                    name=f"netfleet-deployment-{deployment_id[:8]}")
         planner.wake.set()
         return planner
 

@@ -32,6 +32,7 @@ from netfleet.domain.jobs import (
 from netfleet.domain.ports import Target
 from netfleet.domain.selectors import Selector, is_glob
 from netfleet.engine import Engine
+from netfleet.services.cluster import ClusterWork
 from netfleet.services.webhooks import WebhookSender
 from netfleet.store import Store
 from netfleet.store.batch import WriteBatcher
@@ -104,12 +105,16 @@ def _result(job_id: str, r: JobResult) -> DeviceResult:
 class JobService:
     FLUSH_INTERVAL = 0.05
     FLUSH_BATCH = 500
+    CLUSTER_POLL = 0.2  # seconds between store reads while waiting on a job in a cluster
 
     def __init__(self, *, store: Store, engine_factory: Callable[[JobService], Engine],
                  render: Callable[[str, dict[str, Any]], str],
                  config_lines: Callable[[str], list[str]],
-                 webhooks: WebhookSender | None = None) -> None:
+                 webhooks: WebhookSender | None = None,
+                 remote: ClusterWork | None = None) -> None:
         self.store = store
+        # In a cluster, tasks go to the agents through Redis instead of the local engine.
+        self.remote = remote
         self.render = render
         self.config_lines = config_lines
         self.webhooks = webhooks
@@ -167,13 +172,20 @@ class JobService:
                         requested_by=requested_by))
         children = {r.job_id: r.device for r in detail.results if r.device in tasks}
         submitted = view(detail)
-        self._running[detail.job.id] = _Running(submitted, children, set(children),
-                                                request.webhook)
-        for child in children:
-            self._parent_of[child] = detail.job.id
+        if self.remote is None:  # in a cluster, any controller may record its results
+            self._running[detail.job.id] = _Running(submitted, children, set(children),
+                                                    request.webhook)
+            for child in children:
+                self._parent_of[child] = detail.job.id
         self._start_recorder()
-        self.engine.submit([tasks[device].model_copy(update={"job_id": child})
-                            for child, device in children.items()])
+        queued = [tasks[device].model_copy(update={"job_id": child})
+                  for child, device in children.items()]
+        if self.remote is None:
+            self.engine.submit(queued)
+        else:
+            targets = {t.device: target for t in queued
+                       if (target := self._targets.get(t.device, (0, None))[1]) is not None}
+            await self.remote.submit(queued, targets)
         return submitted
 
     async def _create(self, tx: Tx, request: JobRequest, selector: Selector,
@@ -194,7 +206,8 @@ class JobService:
                                + (" …" if len(missing) > 5 else ""), field="device",
                                fix="give the devices a credentials profile")
         tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422
-        self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
+        if self.remote is None:
+            self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
         spec = request.model_dump(mode="json", exclude_none=True,
                                   exclude={"device", "where", "vars"})
         detail = await tx.jobs.create(request.kind.value, spec, selector,
@@ -401,6 +414,11 @@ class JobService:
             self.webhooks.fire(running.webhook, "job.finished", summary)
 
     @property
+    def buffered(self) -> int:
+        """Result updates not yet written."""
+        return len(self._buffer)
+
+    @property
     def running_count(self) -> int:
         return len(self._running)
 
@@ -413,6 +431,16 @@ class JobService:
         recent = self._recent.get(job_id)
         if recent is not None:
             return recent
+        found = await self._stored(job_id)
+        if self.remote is not None and wait > 0 and not found.status.final:
+            # Another controller may record its results: watch the store until it ends.
+            deadline = time.monotonic() + wait
+            while not found.status.final and time.monotonic() < deadline:
+                await asyncio.sleep(min(self.CLUSTER_POLL, max(0.0, deadline - time.monotonic())))
+                found = await self._stored(job_id)
+        return found
+
+    async def _stored(self, job_id: str) -> JobView:
         async with self.store.transaction(readonly=True) as tx:
             try:
                 detail = await tx.jobs.get(job_id)
@@ -431,7 +459,11 @@ class JobService:
 
     async def cancel(self, job_id: str) -> JobView:
         async with self.store.transaction() as tx:
-            await tx.jobs.cancel(job_id)
+            detail = await tx.jobs.cancel(job_id)
+        if self.remote is not None:  # the agents holding its devices cancel what is left
+            await self.remote.cancel({r.job_id: r.device for r in detail.results
+                                      if not Status(r.status).final or r.category == "cancelled"})
+            return await self.get(job_id, wait=2)
         running = self._running.get(job_id)
         if running is not None:
             self.engine.cancel(set(running.children))

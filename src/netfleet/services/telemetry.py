@@ -23,11 +23,13 @@ from prometheus_client import Histogram
 
 from netfleet.analytics import Bottleneck, detect
 from netfleet.domain.errors import Conflict, InvalidInput, NotFound
+from netfleet.domain.ports import Target
 from netfleet.domain.selectors import Selector
 from netfleet.domain.telemetry import Profile, Sample
 from netfleet.engine import Engine
 from netfleet.engine.engine import PollOutcome
 from netfleet.engine.profiles import builtin_profiles
+from netfleet.services.cluster import ClusterWork
 from netfleet.services.webhooks import WebhookSender
 from netfleet.store import Store
 from netfleet.store.aggregates import window_aggregates
@@ -36,6 +38,7 @@ from netfleet.store.telemetry import Point, SeriesKey, labels_key, parse_labels
 log = structlog.get_logger("netfleet.telemetry")
 
 DAY_MS = 86_400_000
+TARGET_BATCH = 1000  # device targets read by one query
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ class TelemetryService:
         self.alert_threshold = alert_threshold
         self.flagged: dict[str, Bottleneck] = {}
         self.engine: Engine | None = None  # set by bootstrap once the engine exists
+        # In a cluster: assignments (with every device's target) go to the agents instead.
+        self.remote: ClusterWork | None = None
         self.retention_days = retention_days
         self.rollup_retention_days = rollup_retention_days
         self.stats = WriterStats()
@@ -236,9 +241,21 @@ class TelemetryService:
             state.interval = min(p.interval for p in profiles)
         for gone in set(self._devices) - set(assigned):
             del self._devices[gone]
-        if self.engine is not None:
+        if self.remote is not None:
+            await self.remote.publish(await self._targets(), assigned)
+        elif self.engine is not None:
             self.engine.set_polls(assigned)
         return len(assigned)
+
+    async def _targets(self) -> dict[str, Target]:
+        """Every device's connection target (those with credentials), for the agents."""
+        async with self.store.transaction(readonly=True) as tx:
+            names = [d.name for d in await tx.devices.find_all() if d.credentials]
+            found: dict[str, Target] = {}
+            for start in range(0, len(names), TARGET_BATCH):
+                chunk = await tx.devices.targets(names[start:start + TARGET_BATCH])
+                found.update({n: t for n, t in chunk.items() if t is not None})
+        return found
 
 
     # -- ingest ----------------------------------------------------------------------------

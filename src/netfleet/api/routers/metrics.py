@@ -75,6 +75,18 @@ class ServicesCollector(Collector):
                                                          "write (and were retried).",
                        writer.failures)
         yield from telemetry.write_latency.collect()
+        if svc.cluster is not None:
+            recorder = svc.cluster.recorder.stats
+            yield _counter("netfleet_observations_recorded", "Observations from agents "
+                           "recorded by this controller.", recorder.recorded)
+            yield _counter("netfleet_observations_dead", "Observations sent to the "
+                           "dead-letter stream (failed to process).", recorder.dead)
+            yield _counter("netfleet_observations_fenced", "Observations ignored: sent under "
+                           "a lease another agent had taken over.", recorder.fenced)
+            yield _counter("netfleet_recorder_write_failures", "Observation batches that "
+                           "failed to write (not acknowledged; retried).", recorder.failures)
+            yield _gauge("netfleet_recorder_partitions", "Partitions this controller records.",
+                         len(svc.cluster.recorder.owned))
         deployments = svc.deployments
         yield _gauge("netfleet_deployment_planners", "Deployment planner tasks running.",
                      deployments.active)

@@ -1,0 +1,481 @@
+"""The agent: owns partitions of devices and runs their work on an Engine.
+
+An agent joins the membership, and owns the partitions that rendezvous hashing gives it over
+the live agents, each under a lease (TTL, fencing token). For a partition it owns it
+
+1. loads the partition's desired state (targets, telemetry assignments) and follows its change
+   stream, so its actors poll what they should and reach their devices;
+2. takes over the work stream's pending entries (work a previous owner had read and not
+   finished: re-run as the next attempt, or failed after MAX_ATTEMPTS), in order, and only then
+   reads new entries — so a device's changes run in submission order across a handover;
+3. sends every result and poll outcome back as observations, and acknowledges a work entry
+   once its final result is in Redis.
+
+A new owner acquires a lease only once the old one is gone (released or expired), so no
+device is polled or changed by two agents. An agent that must give a partition up (another
+agent joined) stops reading it, lets the work it holds finish, then releases the lease; one
+that loses its lease (it stalled past the TTL) drops the partition's work at once and
+reports nothing more for it. Agents need Redis and the secret key, never the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from cryptography.fernet import Fernet, InvalidToken
+
+from netfleet.backends import keys
+from netfleet.backends.base import Backend, Message
+from netfleet.backends.partitions import owned, partition_of
+from netfleet.domain.errors import BackendUnavailable, InvalidInput, NetfleetError, Overloaded
+from netfleet.domain.jobs import DeviceResult, DeviceTask, Status
+from netfleet.domain.ports import Target
+from netfleet.domain.telemetry import Profile
+from netfleet.engine import wire
+from netfleet.engine.actor import now
+from netfleet.engine.engine import Engine, EngineDeps, PollOutcome
+
+log = structlog.get_logger("netfleet.agent")
+
+MAX_ATTEMPTS = 3  # deliveries of one task before it is failed instead of run again
+READ_BATCH = 500  # work entries read per partition per call
+FLUSH_INTERVAL = 0.02  # seconds between observation flushes while there is something to send
+MAX_BUFFER = 200_000  # observations held while Redis is unreachable; past it polls are dropped
+BACKLOG_LIMIT = 500_000  # observations waiting for recorders, all partitions, before polls stop
+STATE_RELOAD = 300.0  # seconds between full reloads of a partition's desired state
+
+
+@dataclass
+class _Partition:
+    number: int
+    token: int
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> state entry
+    position: str = "0-0"  # last change applied
+    reading: bool = False  # new work is read (after the takeover)
+    leaving: bool = False  # being handed to another agent: read nothing more
+    loaded_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class AgentStats:
+    tasks: int = 0
+    taken_over: int = 0  # tasks re-run after their agent stopped with them
+    abandoned: int = 0  # tasks failed after MAX_ATTEMPTS deliveries
+    sent: int = 0  # observations added to Redis
+    dropped: int = 0  # poll observations dropped: Redis unreachable and the buffer full
+    handovers: int = 0  # partitions acquired
+
+
+def agent_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Agent:
+    def __init__(self, backend: Backend, engine_factory: Callable[[EngineDeps], Engine], *,
+                 secret: bytes, partitions: int = 64, lease_ttl: float = 10.0,
+                 name: str | None = None, parser: Any = None, driver_for: Any = None,
+                 differ: Any = None) -> None:
+        self.backend = backend
+        self.name = name or agent_name()
+        self.partitions = partitions
+        self.lease_ttl = lease_ttl
+        self.key = Fernet(secret)
+        self.stats = AgentStats()
+        self.engine = engine_factory(EngineDeps(
+            resolve=self.resolve, driver_for=driver_for, on_result=self._on_result,
+            on_poll=self._on_poll, poll_pressure=self.pressure, parser=parser, differ=differ))
+        self.owned: dict[int, _Partition] = {}
+        self._targets: dict[str, tuple[str, Target]] = {}  # device -> (sealed, opened)
+        self._work: dict[str, tuple[int, str]] = {}  # child job id -> (partition, entry id)
+        self._out: deque[tuple[int, dict[str, Any], str | None]] = deque()  # obs, acks
+        self._acks: dict[int, list[str]] = {}  # work entries done, to acknowledge
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # work finished or observations went out
+        self._backlog = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._muted = False  # stopping: report nothing more
+        self._members: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.partitions = await self._retry(
+            lambda: self.backend.init_cluster(self.partitions), "joining the cluster")
+        self._tasks = [
+            asyncio.create_task(self._supervise(self._membership, "membership")),
+            asyncio.create_task(self._supervise(self._read_work, "work")),
+            asyncio.create_task(self._supervise(self._follow_state, "state")),
+            asyncio.create_task(self._supervise(self._send, "observations")),
+            asyncio.create_task(self._supervise(self._watch_backlog, "backlog")),
+        ]
+        log.info("agent started", agent=self.name, partitions=self.partitions,
+                 lease_ttl=self.lease_ttl)
+
+    async def stop(self, drain: float = 30.0) -> None:
+        """Stop reading, let held work finish (up to `drain` seconds), send what is left, give
+        every lease back and leave. Work not finished stays pending for the next owner."""
+        self._stopping = True
+        for part in self.owned.values():
+            part.leaving = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain):
+                await self._until(lambda: not self._work)
+        # What is still held stays pending for the next owner: cancelling it must not
+        # report it cancelled (acknowledged, it would never run).
+        self._muted = True
+        self.engine.set_polls({})
+        await self.engine.close()
+        with contextlib.suppress(TimeoutError, BackendUnavailable):
+            async with asyncio.timeout(10):
+                while self._out:
+                    await self._flush()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(BackendUnavailable):
+            for part in list(self.owned.values()):
+                await self.backend.release(keys.work_lease(part.number), self.name, part.token)
+            await self.backend.leave(keys.AGENTS, self.name)
+        self.owned.clear()
+        log.info("agent stopped", agent=self.name)
+
+    async def _supervise(self, work: Callable[[], Any], what: str) -> None:
+        """Run a loop; a crash is logged and the loop starts again after a backoff."""
+        backoff = 0.2
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await work()
+                return
+            except asyncio.CancelledError:
+                raise
+            except BackendUnavailable as exc:
+                log.warning("backend unavailable; retrying", loop=what, error=exc.message)
+            except Exception:
+                log.exception("agent loop crashed; restarting", loop=what)
+            if time.monotonic() - started > 10:
+                backoff = 0.2
+            await asyncio.sleep(backoff)
+            backoff = min(5.0, backoff * 2)
+
+    async def _retry(self, call: Callable[[], Any], what: str) -> Any:
+        backoff = 0.2
+        while True:
+            try:
+                return await call()
+            except BackendUnavailable as exc:
+                log.warning("backend unavailable; retrying", doing=what, error=exc.message)
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+
+    # -- membership and partitions ---------------------------------------------------------
+    async def _membership(self) -> None:
+        """Heartbeat, renew what we own, and move towards owning what rendezvous gives us."""
+        while not self._stopping:
+            await self.backend.heartbeat(keys.AGENTS, self.name, self.lease_ttl)
+            for part in list(self.owned.values()):
+                if not await self.backend.renew(keys.work_lease(part.number), self.name,
+                                                part.token, self.lease_ttl):
+                    self._lost(part)
+            self._members = await self.backend.members(keys.AGENTS)
+            wanted = owned(self.name, self._members, self.partitions)
+            for number in sorted(set(self.owned) - wanted):
+                part = self.owned[number]
+                if not part.leaving:
+                    part.leaving = True
+                    self._tasks.append(asyncio.create_task(
+                        self._hand_over(part), name=f"netfleet-handover-{number}"))
+            for number in sorted(wanted - set(self.owned)):
+                if self._stopping:
+                    break
+                token = await self.backend.acquire(keys.work_lease(number), self.name,
+                                                   self.lease_ttl)
+                if token is not None:
+                    await self._take(number, token)
+            await asyncio.sleep(self.lease_ttl / 4)
+
+    async def _take(self, number: int, token: int) -> None:
+        """A partition is ours: load its state, re-run what its last owner left, read on."""
+        part = _Partition(number, token)
+        self.owned[number] = part
+        self.stats.handovers += 1
+        try:
+            await self._load(part)
+            left = await self.backend.takeover(keys.WORK_GROUP, self.name, keys.work(number))
+        except BaseException:
+            del self.owned[number]
+            with contextlib.suppress(BackendUnavailable):
+                await self.backend.release(keys.work_lease(number), self.name, token)
+            raise
+        self._handle(part, left)
+        part.reading = True
+        log.info("partition acquired", agent=self.name, partition=number, token=token,
+                 devices=len(part.devices), taken_over=len(left))
+
+    async def _hand_over(self, part: _Partition) -> None:
+        """Another agent should own this partition: finish what we hold, then let go."""
+        await self._until(lambda: not self._work_of(part.number))  # bounded by job timeouts
+        if self.owned.get(part.number) is not part:
+            return
+        await self._until(lambda: part.number not in self._acks
+                          and not any(n == part.number for n, _, _ in self._out))
+        del self.owned[part.number]
+        self._replan()
+        await self.backend.release(keys.work_lease(part.number), self.name, part.token)
+        log.info("partition handed over", agent=self.name, partition=part.number)
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()`, checked whenever work finishes or observations go out."""
+        while not done():
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 0.5)
+
+    def _work_of(self, number: int) -> list[str]:
+        return [job for job, (p, _) in self._work.items() if p == number]
+
+    def _lost(self, part: _Partition) -> None:
+        """Our lease ran out (we stalled): another agent may own the partition already. Drop
+        its work without reporting anything more for it."""
+        log.warning("partition lease lost; dropping its work", agent=self.name,
+                    partition=part.number)
+        self.owned.pop(part.number, None)
+        jobs = self._work_of(part.number)
+        for job in jobs:
+            del self._work[job]
+        self.engine.cancel(set(jobs))
+        self._replan()
+
+    # -- desired state ---------------------------------------------------------------------
+    async def _load(self, part: _Partition) -> None:
+        devices, position = await self.backend.load_state(part.number)
+        part.devices, part.position, part.loaded_at = devices, position, time.monotonic()
+        self._replan()
+
+    async def _follow_state(self) -> None:
+        while not self._stopping:
+            parts = {keys.state_changes(p.number): p for p in self.owned.values()}
+            if not parts:
+                await asyncio.sleep(0.2)
+                continue
+            changes = await self.backend.follow(
+                {stream: p.position for stream, p in parts.items()}, count=1000, block=0.5)
+            touched = False
+            for change in changes:
+                part = parts[change.stream]
+                if self.owned.get(part.number) is not part:
+                    continue
+                part.position = change.id
+                if change.body.get("snapshot"):
+                    await self._load(part)
+                    continue
+                device, entry = change.body["device"], change.body.get("entry")
+                if entry is None:
+                    part.devices.pop(device, None)
+                else:
+                    part.devices[device] = entry
+                touched = True
+            for part in list(self.owned.values()):
+                if time.monotonic() - part.loaded_at > STATE_RELOAD:
+                    await self._load(part)
+            if touched:
+                self._replan()
+
+    def _replan(self) -> None:
+        """Poll what the owned partitions' state says (an unchanged assignment keeps its
+        schedule)."""
+        plan: dict[str, list[Profile]] = {}
+        for part in self.owned.values():
+            for device, entry in part.devices.items():
+                if entry.get("polls"):
+                    plan[device] = wire.read_polls(entry)
+        self.engine.set_polls(plan)
+
+    async def resolve(self, name: str) -> Target:
+        """A device's target from its partition's desired state (decrypted once per change)."""
+        part = self.owned.get(partition_of(name, self.partitions))
+        entry = part.devices.get(name) if part is not None else None
+        if entry is None:
+            raise InvalidInput(f"device {name} has no credentials or no longer exists",
+                               field="device", fix="give it a credentials profile")
+        sealed = entry["target"]
+        known = self._targets.get(name)
+        if known is not None and known[0] == sealed:
+            return known[1]
+        try:
+            target = wire.open_target(entry, self.key)
+        except InvalidToken:
+            raise InvalidInput(
+                "the agent cannot decrypt device targets: its secret key differs from the "
+                "controllers'", field="NETFLEET_SECRET_KEY",
+                fix="give every controller and agent the same NETFLEET_SECRET_KEY") from None
+        self._targets[name] = (sealed, target)
+        return target
+
+    # -- work ------------------------------------------------------------------------------
+    async def _read_work(self) -> None:
+        while not self._stopping:
+            parts = {keys.work(p.number): p for p in self.owned.values()
+                     if p.reading and not p.leaving}
+            room = self.engine.limits.max_pending - self.engine.pending
+            if not parts or room < READ_BATCH:
+                await asyncio.sleep(0.1)
+                continue
+            messages = await self.backend.read(keys.WORK_GROUP, self.name, list(parts),
+                                               count=READ_BATCH, block=0.5)
+            for stream in {m.stream for m in messages}:
+                part = parts[stream]
+                mine = [m for m in messages if m.stream == stream]
+                if self.owned.get(part.number) is part:
+                    self._handle(part, mine)
+
+    def _handle(self, part: _Partition, messages: list[Message]) -> None:
+        """Hand work entries to the engine in stream order."""
+        done: list[str] = []
+        for message in messages:
+            try:
+                if message.body.get("t") == "cancel":
+                    self.engine.cancel(set(message.body["jobs"]))
+                    done.append(message.id)
+                    continue
+                task = wire.read_task(message.body)
+            except Exception as exc:  # unreadable: acknowledged so it cannot block the rest
+                log.error("unreadable work entry skipped", partition=part.number,
+                          entry=message.id, error=f"{type(exc).__name__}: {exc}")
+                done.append(message.id)
+                continue
+            self.stats.tasks += 1
+            attempt = max(task.attempt, message.deliveries)
+            if message.deliveries > 1:
+                self.stats.taken_over += 1
+            self._work[task.job_id] = (part.number, message.id)
+            if attempt > MAX_ATTEMPTS:
+                self.stats.abandoned += 1
+                self._abandon(task, attempt)
+                continue
+            try:
+                self.engine.submit([task.model_copy(update={"attempt": attempt})])
+            except Overloaded as exc:
+                self._on_result(DeviceResult(
+                    job_id=task.job_id, device=task.device, status=Status.FAILED,
+                    category=exc.category, message=exc.message, queued_at=now(),
+                    finished_at=now(), attempt=attempt))
+        if done:
+            self._acks.setdefault(part.number, []).extend(done)
+            self._wake.set()
+
+    def _abandon(self, task: DeviceTask, attempt: int) -> None:
+        self._on_result(DeviceResult(
+            job_id=task.job_id, device=task.device, status=Status.FAILED,
+            category="agent_lost",
+            message=f"the agents running it stopped {attempt - 1} times; not tried again",
+            queued_at=now(), finished_at=now(), attempt=attempt - 1))
+
+    # -- observations ----------------------------------------------------------------------
+    def _on_result(self, result: DeviceResult) -> None:
+        number = partition_of(result.device, self.partitions)
+        part = self.owned.get(number)
+        if part is None or self._muted:  # lost the partition: the new owner reports
+            return
+        ack = None
+        if Status(result.status).final:
+            held = self._work.pop(result.job_id, None)
+            ack = held[1] if held is not None else None
+        self._out.append((number, wire.result(result, self.name, part.token), ack))
+        self._wake.set()
+        if ack is not None:
+            self._progress.set()
+
+    def _on_poll(self, outcome: PollOutcome) -> None:
+        number = partition_of(outcome.device, self.partitions)
+        part = self.owned.get(number)
+        if part is None or self._muted:
+            return
+        self._out.append((number, wire.poll(outcome.device, outcome.profile, outcome.samples,
+                                            outcome.category, outcome.message, self.name,
+                                            part.token), None))
+        if len(self._out) > MAX_BUFFER:
+            self._drop_polls()
+        self._wake.set()
+
+    def _drop_polls(self) -> None:
+        """Redis has been unreachable long enough to fill the buffer: the oldest poll
+        outcomes go, counted; results never do."""
+        kept: deque[tuple[int, dict[str, Any], str | None]] = deque()
+        over = len(self._out) - MAX_BUFFER * 9 // 10
+        for item in self._out:
+            if over > 0 and item[1].get("t") == "poll":
+                over -= 1
+                self.stats.dropped += 1
+            else:
+                kept.append(item)
+        self._out = kept
+
+    def pressure(self) -> float:
+        """0..1: how far behind the recorders (and Redis) are; polls slow past one half."""
+        return max(len(self._out) / MAX_BUFFER, self._backlog / BACKLOG_LIMIT)
+
+    async def _send(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._out or self._acks:
+                await self._flush()
+            await asyncio.sleep(FLUSH_INTERVAL)
+
+    async def _flush(self) -> None:
+        """Add buffered observations to their streams, then acknowledge the work entries
+        whose final results they carry. On failure nothing is lost: observations not added
+        stay buffered, acknowledgements not made are tried again."""
+        count = min(len(self._out), 5000)
+        items = [self._out[i] for i in range(count)]
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for number, body, _ in items:
+            if body:
+                batches.setdefault(keys.observations(number), []).append(body)
+        if batches:
+            await self.backend.add(batches)
+        for _ in range(count):
+            self._out.popleft()
+        self.stats.sent += sum(len(b) for b in batches.values())
+        for number, _, ack in items:
+            if ack is not None:
+                self._acks.setdefault(number, []).append(ack)
+        for number in list(self._acks):
+            await self.backend.ack(keys.WORK_GROUP, keys.work(number), self._acks[number])
+            del self._acks[number]
+        self._progress.set()
+
+    async def _watch_backlog(self) -> None:
+        """Every few seconds: how many observations wait for the recorders (all controllers
+        down, or the database): the engine polls less as it grows."""
+        while not self._stopping:
+            total = 0
+            for number in list(self.owned):
+                total += await self.backend.backlog(keys.RECORD_GROUP, keys.observations(number))
+            self._backlog = total
+            await asyncio.sleep(2.0)
+
+    # -- reporting -------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {"agent": self.name, "partitions": sorted(self.owned),
+                "members": list(self._members), "buffered": len(self._out),
+                "backlog": self._backlog, **self.engine.stats(),
+                "tasks": self.stats.tasks, "taken_over": self.stats.taken_over,
+                "abandoned": self.stats.abandoned, "sent": self.stats.sent,
+                "dropped": self.stats.dropped, "handovers": self.stats.handovers}
+
+
+__all__ = ["Agent", "AgentStats", "NetfleetError", "agent_name"]
