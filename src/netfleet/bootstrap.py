@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 
 from netfleet.api.app import create_app
 from netfleet.backends.base import Backend
 from netfleet.backends.redis import RedisBackend
-from netfleet.domain.errors import InvalidInput
+from netfleet.domain.errors import BackendUnavailable, InvalidInput
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
 from netfleet.engine import Engine, EngineDeps, Limits
@@ -31,6 +35,9 @@ from netfleet.settings import Settings
 from netfleet.store import Store, migrate
 from netfleet.store.batch import WriteBatcher
 from netfleet.store.secrets import load_key
+
+log = structlog.get_logger("netfleet.bootstrap")
+EPOCH_CHECK = 2.0  # seconds between checks that Redis still holds the cluster's data
 
 
 class Keys:
@@ -83,8 +90,13 @@ class Cluster:
     work: ClusterWork
     recorder: Recorder
     leadership: Leadership
+    watch: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watch
         await self.recorder.stop()
         await self.backend.close()
 
@@ -210,7 +222,30 @@ def _controller(settings: Settings, backend: Backend, work: ClusterWork, jobs: J
                             gained=deployments.lead, lost=deployments.follow,
                             tick=deployments.adopt)
     leadership.start()
-    return Cluster(name, backend, work, recorder, leadership)
+    watch = asyncio.create_task(_watch_epoch(work, jobs, telemetry), name="netfleet-epoch")
+    return Cluster(name, backend, work, recorder, leadership, watch)
+
+
+async def _watch_epoch(work: ClusterWork, jobs: JobService,
+                       telemetry: TelemetryService) -> None:
+    """Every few seconds: if Redis lost its data (restarted without persistence), the work
+    it held is gone: fail those jobs' unfinished devices (`backend_lost`, so no job waits
+    forever) and publish the desired state whole again."""
+    while True:
+        await asyncio.sleep(EPOCH_CHECK)
+        try:
+            since = await work.check_epoch()
+            if since is None:
+                continue
+            async with jobs.store.transaction() as tx:
+                lost = await tx.jobs.fail_lost(datetime.fromtimestamp(since, UTC))
+            log.warning("Redis lost its data; unfinished work accepted before failed",
+                        results=lost)
+            await telemetry.apply()
+        except BackendUnavailable:
+            continue
+        except Exception:
+            log.exception("checking the backend's epoch failed")
 
 
 def build_agent(settings: Settings, limits: Limits | None = None,

@@ -4,11 +4,14 @@ PostgreSQL, with the simulator (in this process) as the fleet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,12 +83,12 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, root: Path, database_url: str) -> None:
+    def __init__(self, root: Path, database_url: str, redis_url: str = REDIS_URL) -> None:
         self.root = root
-        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.redis = redis.Redis.from_url(redis_url)
         self.redis.flushdb()
         self.env = {**os.environ, "NETFLEET_DATABASE_URL": database_url,
-                    "NETFLEET_REDIS_URL": REDIS_URL,
+                    "NETFLEET_REDIS_URL": redis_url,
                     "NETFLEET_SECRET_KEY": Fernet.generate_key().decode(),
                     "NETFLEET_LEASE_TTL": str(LEASE_TTL),
                     "NETFLEET_PARTITIONS": str(PARTITIONS),
@@ -102,6 +105,14 @@ class Cluster:
             self.controllers.append((proc, f"http://127.0.0.1:{port}"))
         for name in ("agent-a", "agent-b"):
             self.start_agent(name)
+
+    def stop_controllers(self) -> None:
+        for proc, _ in self.controllers:
+            proc.kill()
+
+    def start_controllers(self) -> None:
+        for proc, _ in self.controllers:
+            proc.start()
 
     def start_agent(self, name: str) -> Proc:
         proc = self.agents[name] = Proc(["agent", "--name", name, "--drain", "5"], self.env,
@@ -136,12 +147,113 @@ class Cluster:
             proc.stop()
         for proc, _ in self.controllers:
             proc.stop()
-        self.redis.flushdb()
+        with contextlib.suppress(redis.RedisError):
+            self.redis.flushdb()
         self.redis.close()
 
     def logs(self) -> str:
         procs = [p for p, _ in self.controllers] + list(self.agents.values())
         return "\n".join(f"--- {p.log.name}\n{p.output()}" for p in procs)
+
+
+class RedisServer:
+    """A Redis of the test's own (so it can be killed), persisting every write (AOF with
+    appendfsync always): killed with SIGKILL and started again, it has lost nothing."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.root = root
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        with (self.root / "redis.log").open("ab") as out:
+            self.popen = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                 "--dir", str(self.root)], stdout=out, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port)
+        try:
+            until(lambda: _pings(client), timeout=20, what="redis-server answering")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def wipe(self) -> None:
+        """Forget everything (as a Redis without persistence would on restart)."""
+        shutil.rmtree(self.root / "appendonlydir", ignore_errors=True)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.kill()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL on its own thread: `cut()` drops every connection and
+    refuses new ones (the database is down, as far as netfleet can tell), `mend()` lets
+    connections through again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self.up = True
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._links: set[asyncio.StreamWriter] = set()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._link, "127.0.0.1", self.port), self.loop).result(10)
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._links |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._links -= {writer, up_writer}
+
+    def cut(self) -> None:
+        async def cut() -> None:
+            self.up = False
+            for writer in list(self._links):
+                writer.transport.abort()
+        asyncio.run_coroutine_threadsafe(cut(), self.loop).result(10)
+
+    def mend(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
 
 
 async def _admin_key(settings: Any) -> str:

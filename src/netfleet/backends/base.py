@@ -34,8 +34,14 @@ class Backend(Protocol):
     name: str  # "memory" or "redis"
 
     async def init_cluster(self, partitions: int) -> int:
-        """Fix the partition count the first time any process asks; return the count in force
-        (a later process asking for another count gets the first one)."""
+        """Fix the partition count (and start an epoch) the first time any process asks;
+        return the count in force (a later process asking for another count gets the first
+        one)."""
+        ...
+
+    async def epoch(self) -> tuple[str, float] | None:
+        """The cluster's epoch: an id `init_cluster` made when it first ran, and when (epoch
+        seconds). None when the backend lost it (Redis restarted without its data)."""
         ...
 
     async def ping(self) -> None:

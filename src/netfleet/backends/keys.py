@@ -9,7 +9,9 @@ from __future__ import annotations
 
 PREFIX = "netfleet"
 
-CLUSTER = f"{PREFIX}:cluster"  # hash: partitions (fixed when the cluster is initialised)
+# Hash: `partitions` (fixed when the cluster is initialised), and its epoch: `epoch` (an id) and
+# `started` (Redis's time then, ms); gone with everything else when Redis loses its data.
+CLUSTER = f"{PREFIX}:cluster"
 DEAD_LETTERS = f"{PREFIX}:dead"  # stream: observations that failed to process, with the reason
 
 AGENTS = "agent"  # membership roles

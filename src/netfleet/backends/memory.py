@@ -1,65 +1,69 @@
 """The memory backend: the same streams, groups, leases and state as Redis, in one process.
 
-For one process (and for tests of everything above the port): no serialisation, but bodies
-are copied on the way in and out, as JSON through Redis would, so no caller shares a dict
-with another. Ids are "<ms>-<seq>", increasing within a stream, like Redis's.
+For one process (and for tests of everything above the port). Nothing is serialised, but bodies
+are copied on the way in and out, as JSON through Redis would be, so no caller shares a dict
+with another. Ids are "<ms>-<seq>", strictly increasing within a stream, like Redis's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from netfleet.backends import keys
 from netfleet.backends.base import Body, Message
 
+CHANGES_MAXLEN = 10_000  # entries kept in a partition's change stream, as on Redis
+
+Order = tuple[int, int]  # an id as (ms, seq), for comparing
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    order: Order
+    id: str
+    body: dict[str, Any]
+
 
 @dataclass
 class _Group:
-    delivered: int = 0  # index into the stream's entries: everything before was handed out
+    last: Order = (0, 0)  # the last id handed out: everything up to it was delivered
     pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> consumer, count
 
 
 @dataclass
 class _Stream:
-    entries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    trimmed: int = 0  # entries dropped from the front (indexes shift by this much)
+    entries: list[_Entry] = field(default_factory=list)
     groups: dict[str, _Group] = field(default_factory=dict)
-    last: tuple[int, int] = (0, 0)
+    last: Order = (0, 0)  # the last id given out, kept when entries are trimmed
 
-    def next_id(self) -> str:
+    def append(self, body: Body) -> None:
         ms = int(time.time() * 1000)
-        last_ms, last_seq = self.last
-        self.last = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
-        return f"{self.last[0]}-{self.last[1]}"
+        # A clock stepping back must not make an id smaller: stay on the last ms, count on.
+        self.last = (ms, 0) if ms > self.last[0] else (self.last[0], self.last[1] + 1)
+        self.entries.append(_Entry(self.last, f"{self.last[0]}-{self.last[1]}",
+                                   copy.deepcopy(dict(body))))
 
-    def index(self, entry_id: str) -> int | None:
-        lo, hi, key = 0, len(self.entries), _order(entry_id)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _order(self.entries[mid][0]) < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(self.entries) and self.entries[lo][0] == entry_id:
-            return lo
+    def trim(self, maxlen: int | None) -> None:
+        if maxlen is not None and len(self.entries) > maxlen:
+            del self.entries[:len(self.entries) - maxlen]
+
+    def after(self, order: Order) -> int:
+        """Index of the first entry with an id greater than `order`."""
+        return bisect.bisect_right(self.entries, order, key=lambda e: e.order)
+
+    def find(self, entry_id: str) -> _Entry | None:
+        order = _order(entry_id)
+        index = bisect.bisect_left(self.entries, order, key=lambda e: e.order)
+        if index < len(self.entries) and self.entries[index].order == order:
+            return self.entries[index]
         return None
-
-    def after(self, entry_id: str) -> int:
-        """Index of the first entry with an id greater than `entry_id`."""
-        key = _order(entry_id)
-        lo, hi = 0, len(self.entries)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if _order(self.entries[mid][0]) <= key:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
 
 
 class MemoryBackend:
@@ -67,17 +71,25 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self._partitions: int | None = None
-        self._members: dict[str, dict[str, float]] = {}
-        self._leases: dict[str, tuple[str, int, float]] = {}  # name -> holder, token, expiry
-        self._fences: dict[str, int] = {}
+        self._epoch: tuple[str, float] | None = None
+        self._members: dict[str, dict[str, float]] = {}  # role -> member -> alive until
+        self._leases: dict[str, tuple[str, int, float]] = {}  # name -> holder, token, until
+        self._fences: dict[str, int] = {}  # name -> last token handed out
         self._streams: dict[str, _Stream] = {}
         self._state: dict[int, dict[str, dict[str, Any]]] = {}
-        self._added = asyncio.Condition()
+        # Replaced by a fresh event on every append: a waiter holds the one current when it
+        # found nothing, so it cannot miss an append that happens before it starts waiting.
+        self._appended = asyncio.Event()
 
     async def init_cluster(self, partitions: int) -> int:
         if self._partitions is None:
             self._partitions = partitions
+        if self._epoch is None:
+            self._epoch = (uuid.uuid4().hex, time.time())
         return self._partitions
+
+    async def epoch(self) -> tuple[str, float] | None:
+        return self._epoch
 
     async def ping(self) -> None:
         return None
@@ -91,18 +103,20 @@ class MemoryBackend:
 
     async def members(self, role: str) -> list[str]:
         now = time.monotonic()
-        live = self._members.setdefault(role, {})
+        live = self._members.get(role, {})
         for member in [m for m, until in live.items() if until <= now]:
             del live[member]
         return sorted(live)
 
     # -- leases ----------------------------------------------------------------------------
-    def _held(self, name: str) -> tuple[str, int, float] | None:
+    def _held(self, name: str) -> tuple[str, int] | None:
         held = self._leases.get(name)
-        if held is not None and held[2] <= time.monotonic():
+        if held is None:
+            return None
+        if held[2] <= time.monotonic():
             del self._leases[name]
             return None
-        return held
+        return held[0], held[1]
 
     async def acquire(self, name: str, holder: str, ttl: float) -> int | None:
         if self._held(name) is not None:
@@ -112,22 +126,19 @@ class MemoryBackend:
         return token
 
     async def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
-        held = self._held(name)
-        if held is None or held[:2] != (holder, token):
+        if self._held(name) != (holder, token):
             return False
         self._leases[name] = (holder, token, time.monotonic() + ttl)
         return True
 
     async def release(self, name: str, holder: str, token: int) -> bool:
-        held = self._held(name)
-        if held is None or held[:2] != (holder, token):
+        if self._held(name) != (holder, token):
             return False
         del self._leases[name]
         return True
 
     async def lease(self, name: str) -> tuple[str, int] | None:
-        held = self._held(name)
-        return None if held is None else (held[0], held[1])
+        return self._held(name)
 
     # -- streams ---------------------------------------------------------------------------
     def _stream(self, name: str) -> _Stream:
@@ -136,149 +147,139 @@ class MemoryBackend:
             stream = self._streams[name] = _Stream()
         return stream
 
-    def _append(self, name: str, body: Body, maxlen: int | None = None) -> str:
+    def _append(self, name: str, bodies: Sequence[Body], maxlen: int | None) -> None:
         stream = self._stream(name)
-        entry_id = stream.next_id()
-        stream.entries.append((entry_id, copy.deepcopy(dict(body))))
-        if maxlen is not None and len(stream.entries) > maxlen:
-            over = len(stream.entries) - maxlen
-            del stream.entries[:over]
-            stream.trimmed += over
-            for group in stream.groups.values():
-                group.delivered = max(0, group.delivered - over)
-        return entry_id
+        for body in bodies:
+            stream.append(body)
+        stream.trim(maxlen)
+
+    def _appended_now(self) -> None:
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    async def _wait(self, take: Callable[[], list[Message]], block: float) -> list[Message]:
+        """What `take` finds, waiting up to `block` seconds for appends until it finds some."""
+        found = take()
+        if found or block <= 0:
+            return found
+        try:
+            async with asyncio.timeout(block):
+                while not found:
+                    await self._appended.wait()
+                    found = take()
+        except TimeoutError:
+            pass
+        return found
 
     async def add(self, entries: Mapping[str, Sequence[Body]],
                   *, maxlen: int | None = None) -> None:
         for name, bodies in entries.items():
-            for body in bodies:
-                self._append(name, body, maxlen)
-        async with self._added:
-            self._added.notify_all()
+            self._append(name, bodies, maxlen)
+        self._appended_now()
 
-    def _group(self, name: str, group: str) -> tuple[_Stream, _Group]:
-        stream = self._stream(name)
+    def _group(self, stream: _Stream, group: str) -> _Group:
         found = stream.groups.get(group)
-        if found is None:
+        if found is None:  # created at the stream's start, as Redis's read does
             found = stream.groups[group] = _Group()
-        return stream, found
+        return found
 
     def _take(self, group: str, consumer: str, streams: Sequence[str],
               count: int) -> list[Message]:
         out = []
         for name in streams:
-            stream, state = self._group(name, group)
-            new = stream.entries[state.delivered:state.delivered + count]
-            state.delivered += len(new)
-            for entry_id, body in new:
-                state.pending[entry_id] = (consumer, 1)
-                out.append(Message(name, entry_id, copy.deepcopy(body)))
+            stream = self._stream(name)
+            state = self._group(stream, group)
+            start = stream.after(state.last)
+            for entry in stream.entries[start:start + count]:
+                state.pending[entry.id] = (consumer, 1)
+                state.last = entry.order
+                out.append(Message(name, entry.id, copy.deepcopy(entry.body)))
         return out
 
     async def read(self, group: str, consumer: str, streams: Sequence[str], *, count: int,
                    block: float) -> list[Message]:
-        found = self._take(group, consumer, streams, count)
-        if found or block <= 0:
-            return found
-        deadline = time.monotonic() + block
-        async with self._added:
-            while not found:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(self._added.wait(), left)
-                except TimeoutError:
-                    break
-                found = self._take(group, consumer, streams, count)
-        return found or self._take(group, consumer, streams, count)
+        return await self._wait(lambda: self._take(group, consumer, streams, count), block)
 
     async def takeover(self, group: str, consumer: str, stream: str) -> list[Message]:
-        log, state = self._group(stream, group)
+        log = self._stream(stream)
+        state = self._group(log, group)
         out = []
         for entry_id in sorted(state.pending, key=_order):
-            index = log.index(entry_id)
-            if index is None:  # trimmed away meanwhile: nothing to hand over
+            entry = log.find(entry_id)
+            if entry is None:  # trimmed away meanwhile: nothing left to hand over
                 del state.pending[entry_id]
                 continue
-            count = state.pending[entry_id][1] + 1
-            state.pending[entry_id] = (consumer, count)
-            out.append(Message(stream, entry_id, copy.deepcopy(log.entries[index][1]), count))
+            deliveries = state.pending[entry_id][1] + 1
+            state.pending[entry_id] = (consumer, deliveries)
+            out.append(Message(stream, entry_id, copy.deepcopy(entry.body), deliveries))
         return out
 
     async def ack(self, group: str, stream: str, ids: Sequence[str]) -> None:
-        _, state = self._group(stream, group)
-        for entry_id in ids:
-            state.pending.pop(entry_id, None)
+        log = self._streams.get(stream)
+        state = None if log is None else log.groups.get(group)
+        if state is not None:
+            for entry_id in ids:
+                state.pending.pop(entry_id, None)
 
     async def backlog(self, group: str, stream: str) -> int:
-        log, state = self._group(stream, group)
-        return len(log.entries) - state.delivered + len(state.pending)
+        log = self._streams.get(stream)
+        if log is None:
+            return 0
+        state = log.groups.get(group, _Group())  # a missing group would start at the start
+        return len(log.entries) - log.after(state.last) + len(state.pending)
 
     async def length(self, stream: str) -> int:
-        return len(self._stream(stream).entries)
+        log = self._streams.get(stream)
+        return 0 if log is None else len(log.entries)
+
+    def _after(self, name: str, position: str, count: int) -> list[Message]:
+        log = self._streams.get(name)
+        if log is None:
+            return []
+        start = log.after(_order(position))
+        return [Message(name, e.id, copy.deepcopy(e.body))
+                for e in log.entries[start:start + count]]
 
     async def entries(self, stream: str, *, after: str = "0", count: int = 100) -> list[Message]:
-        log = self._stream(stream)
-        start = log.after(after if after != "0" else "0-0")
-        return [Message(stream, i, copy.deepcopy(b))
-                for i, b in log.entries[start:start + count]]
+        return self._after(stream, after, count)
 
     # -- desired state ---------------------------------------------------------------------
     async def set_state(self, partition: int, entries: Mapping[str, Body | None]) -> None:
+        if not entries:
+            return
         state = self._state.setdefault(partition, {})
         for device, entry in entries.items():
             if entry is None:
                 state.pop(device, None)
             else:
                 state[device] = copy.deepcopy(dict(entry))
-            self._append(keys.state_changes(partition), {"device": device, "entry": entry},
-                         maxlen=10_000)
-        async with self._added:
-            self._added.notify_all()
+        self._append(keys.state_changes(partition),
+                     [{"device": device, "entry": entry} for device, entry in entries.items()],
+                     CHANGES_MAXLEN)
+        self._appended_now()
 
     async def replace_state(self, partition: int, entries: Mapping[str, Body]) -> None:
         self._state[partition] = {d: copy.deepcopy(dict(e)) for d, e in entries.items()}
-        self._append(keys.state_changes(partition), {"snapshot": True}, maxlen=10_000)
-        async with self._added:
-            self._added.notify_all()
+        self._append(keys.state_changes(partition), [{"snapshot": True}], CHANGES_MAXLEN)
+        self._appended_now()
 
     async def load_state(self, partition: int) -> tuple[dict[str, dict[str, Any]], str]:
-        changes = self._stream(keys.state_changes(partition)).entries
-        return (copy.deepcopy(self._state.get(partition, {})),
-                changes[-1][0] if changes else "0-0")
-
-    def _follow(self, positions: Mapping[str, str], count: int) -> list[Message]:
-        out = []
-        for name, position in positions.items():
-            log = self._stream(name)
-            start = log.after(position)
-            out += [Message(name, i, copy.deepcopy(b))
-                    for i, b in log.entries[start:start + count]]
-        return out
+        changes = self._streams.get(keys.state_changes(partition))
+        position = changes.entries[-1].id if changes and changes.entries else "0-0"
+        return copy.deepcopy(self._state.get(partition, {})), position
 
     async def follow(self, positions: Mapping[str, str], *, count: int,
                      block: float) -> list[Message]:
-        found = self._follow(positions, count)
-        if found or block <= 0:
-            return found
-        deadline = time.monotonic() + block
-        async with self._added:
-            while not found:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(self._added.wait(), left)
-                except TimeoutError:
-                    break
-                found = self._follow(positions, count)
-        return found
+        def take() -> list[Message]:
+            return [m for name, position in positions.items()
+                    for m in self._after(name, position, count)]
+
+        return await self._wait(take, block)
 
     async def close(self) -> None:
         return None
 
 
-def _order(entry_id: str) -> tuple[int, int]:
+def _order(entry_id: str) -> Order:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)

@@ -1,6 +1,6 @@
 """The Redis backend: Streams with consumer groups, leases with fencing tokens, membership.
 
-Every key name comes from `keys`. Stream entries hold one field, `b`, the body as JSON. A
+Every key name comes from `keys`. A stream entry holds one field, `b`, the body as JSON. A
 connection error surfaces as BackendUnavailable (never with the URL's password); the client
 reconnects by itself on the next call, so callers only retry.
 """
@@ -8,31 +8,56 @@ reconnects by itself on the next call, so callers only retry.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import (
-    BusyLoadingError,
-    ResponseError,
-)
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
-from redis.exceptions import (
-    TimeoutError as RedisTimeoutError,
-)
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from netfleet.backends import keys
 from netfleet.backends.base import Body, Message
 from netfleet.domain.errors import BackendUnavailable
 
-FIELD = "b"
-CHANGES_MAXLEN = 10_000
-SOCKET_TIMEOUT = 10.0  # longer than any blocking read we issue
+FIELD = "b"  # the one field of every stream entry: the body as JSON
+CHANGES_MAXLEN = 10_000  # entries kept (about) in a partition's change stream
+PAGE = 1000  # pending entries claimed per round trip in a takeover
 
+CONNECT_TIMEOUT = 3.0
+SOCKET_TIMEOUT = 10.0  # for any reply, a blocked read's included: see MAX_BLOCK
+MAX_BLOCK = 8.0  # longest wait asked of Redis, so a blocked read never outlasts its socket
+HEALTH_CHECK = 10  # a connection idle this long (s) is PINGed before it is used again
+# A connection Redis closed (restart, CLIENT KILL, an idle timeout) shows only when used: one
+# retry on a new connection lets that call succeed. Timeouts are not retried (they would
+# double the wait of a caller already waiting on a dead server).
+RETRY = Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=2,
+              supported_errors=(RedisConnectionError,))
+
+# Times kept in Redis (membership expiry, the epoch's start) are Redis's own clock's, not each
+# host's: a host whose clock runs ahead would otherwise keep its members alive too long, or
+# drop everyone else's early.
+_NOW_MS = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+"""
+# The partition count and the epoch are set together, once: two processes starting at once
+# must not leave one's epoch id with the other's start time.
+_INIT = _NOW_MS + """
+redis.call('HSETNX', KEYS[1], 'partitions', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'started', ms)
+end
+return redis.call('HGET', KEYS[1], 'partitions')
+"""
+# Leases are compared and changed in one script each: a GET then SET from the client could
+# take a lease another holder acquired in between, or extend one it lost.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return nil end
 local token = redis.call('INCR', KEYS[2])
@@ -49,48 +74,68 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def _encode(body: Body) -> dict[str, str]:
-    return {FIELD: json.dumps(body, separators=(",", ":"))}
-
-
-def _decode(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(fields[FIELD.encode()])
-    return body
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+_HEARTBEAT = _NOW_MS + """
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+_MEMBERS = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+# The entries after an id, counted where they are instead of sent over to be counted.
+_COUNT_AFTER = """
+return #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')
+"""
 
 
 class RedisBackend:
     name = "redis"
 
     def __init__(self, url: str) -> None:
-        # redis-py's own annotations of stream replies are looser than what it returns.
-        self.client: Any = aioredis.Redis.from_url(
-            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0,
-            health_check_interval=15, retry_on_timeout=False, decode_responses=False)
-        self._where = _safe(url)
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_keepalive=True, health_check_interval=HEALTH_CHECK, retry=RETRY)
+        self._where = _without_secrets(url)
+        self._secrets = _secrets(url)
+        self._init = self.client.register_script(_INIT)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
-        self._groups: set[tuple[str, str]] = set()
+        self._heartbeat = self.client.register_script(_HEARTBEAT)
+        self._members = self.client.register_script(_MEMBERS)
+        self._count_after = self.client.register_script(_COUNT_AFTER)
 
     @asynccontextmanager
     async def _call(self, what: str) -> AsyncIterator[None]:
+        """Map the errors of a Redis that cannot serve us now to BackendUnavailable."""
         try:
             yield
-        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as exc:
+        except AuthenticationError as exc:
+            raise BackendUnavailable(f"Redis at {self._where} refused netfleet's credentials "
+                                     f"({what}): check the user and password in the URL") from exc
+        except BusyLoadingError as exc:
+            raise BackendUnavailable(f"Redis at {self._where} is still loading its data "
+                                     f"({what}); try again shortly") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise BackendUnavailable(f"Redis at {self._where} did not answer ({what}): "
-                                     f"{type(exc).__name__}") from None
+                                     f"{self._scrub(str(exc) or type(exc).__name__)}") from exc
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def init_cluster(self, partitions: int) -> int:
-        async with self._call("init"):
-            await self.client.hsetnx(keys.CLUSTER, "partitions", partitions)
-            stored = await self.client.hget(keys.CLUSTER, "partitions")
-        return int(stored) if stored is not None else partitions
+        async with self._call("init cluster"):
+            stored = await self._init(keys=[keys.CLUSTER], args=[partitions, uuid.uuid4().hex])
+        return int(stored)
+
+    async def epoch(self) -> tuple[str, float] | None:
+        async with self._call("read the epoch"):
+            epoch, started = await self.client.hmget(keys.CLUSTER, ["epoch", "started"])
+        if epoch is None or started is None:
+            return None
+        return _text(epoch), int(started) / 1000
 
     async def ping(self) -> None:
         async with self._call("ping"):
@@ -99,46 +144,41 @@ class RedisBackend:
     # -- membership ------------------------------------------------------------------------
     async def heartbeat(self, role: str, member: str, ttl: float) -> None:
         async with self._call("heartbeat"):
-            await self.client.zadd(keys.members(role),
-                                   {member: int((time.time() + ttl) * 1000)})
+            await self._heartbeat(keys=[keys.members(role)], args=[member, _ms(ttl)])
 
     async def leave(self, role: str, member: str) -> None:
         async with self._call("leave"):
             await self.client.zrem(keys.members(role), member)
 
     async def members(self, role: str) -> list[str]:
-        now = int(time.time() * 1000)
         async with self._call("members"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zremrangebyscore(keys.members(role), "-inf", now)
-            pipe.zrangebyscore(keys.members(role), now, "+inf")
-            _, live = await pipe.execute()
+            live = await self._members(keys=[keys.members(role)])
         return sorted(_text(m) for m in live)
 
     # -- leases ----------------------------------------------------------------------------
     async def acquire(self, name: str, holder: str, ttl: float) -> int | None:
-        async with self._call("acquire"):
+        async with self._call("acquire a lease"):
             token = await self._acquire(keys=[keys.lease(name), keys.fence(name)],
-                                        args=[holder, int(ttl * 1000)])
+                                        args=[holder, _ms(ttl)])
         return None if token is None else int(token)
 
     async def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
-        async with self._call("renew"):
+        async with self._call("renew a lease"):
             done = await self._renew(keys=[keys.lease(name)],
-                                     args=[f"{holder} {token}", int(ttl * 1000)])
+                                     args=[f"{holder} {token}", _ms(ttl)])
         return bool(done)
 
     async def release(self, name: str, holder: str, token: int) -> bool:
-        async with self._call("release"):
+        async with self._call("release a lease"):
             done = await self._release(keys=[keys.lease(name)], args=[f"{holder} {token}"])
         return bool(done)
 
     async def lease(self, name: str) -> tuple[str, int] | None:
-        async with self._call("lease"):
+        async with self._call("read a lease"):
             held = await self.client.get(keys.lease(name))
         if held is None:
             return None
-        holder, _, token = _text(held).rpartition(" ")
+        holder, _, token = _text(held).rpartition(" ")  # a holder may contain spaces
         return holder, int(token)
 
     # -- streams ---------------------------------------------------------------------------
@@ -150,67 +190,77 @@ class RedisBackend:
             pipe = self.client.pipeline(transaction=False)
             for stream, bodies in entries.items():
                 for body in bodies:
-                    pipe.xadd(stream, _encode(body),
-                              maxlen=maxlen, approximate=True)
+                    pipe.xadd(stream, _encode(body), maxlen=maxlen, approximate=True)
             await pipe.execute()
 
-    async def _ensure_group(self, group: str, stream: str) -> None:
-        if (group, stream) in self._groups:
-            return
-        try:
-            await self.client.xgroup_create(stream, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._groups.add((group, stream))
+    async def _create_groups(self, group: str, streams: Iterable[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xgroup_create(stream, group, id="0", mkstream=True)
+        for outcome in await pipe.execute(raise_on_error=False):
+            if isinstance(outcome, Exception) and "BUSYGROUP" not in str(outcome):
+                raise outcome  # BUSYGROUP: another process made it first, as wanted
 
     async def read(self, group: str, consumer: str, streams: Sequence[str], *, count: int,
                    block: float) -> list[Message]:
         if not streams:
             return []
+        wanted: dict[KeyT, StreamIdT] = dict.fromkeys(streams, ">")
         async with self._call("read"):
-            for stream in streams:
-                await self._ensure_group(group, stream)
             try:
-                found = await self.client.xreadgroup(
-                    group, consumer, dict.fromkeys(streams, ">"), count=count,
-                    block=int(block * 1000) if block > 0 else None)
+                found = await self.client.xreadgroup(group, consumer, wanted, count=count,
+                                                     block=_block(block))
             except ResponseError as exc:
+                if "UNBLOCKED" in str(exc):  # the stream went while we waited: read again
+                    return []
                 if "NOGROUP" not in str(exc):
                     raise
-                self._groups.clear()  # Redis lost them (restarted): create them again
-                return []
-        return [Message(_text(stream), _text(entry_id), _decode(fields))
-                for stream, entries in (found or []) for entry_id, fields in entries
-                if fields]
+                # Never made, or lost with Redis's data (a restart without persistence): make
+                # it at the stream's start and read again (NOGROUP comes before any waiting).
+                await self._create_groups(group, streams)
+                found = await self.client.xreadgroup(group, consumer, wanted, count=count,
+                                                     block=_block(block))
+        return _messages(found)
 
     async def takeover(self, group: str, consumer: str, stream: str) -> list[Message]:
         out: list[Message] = []
+        start = "-"
         async with self._call("takeover"):
-            await self._ensure_group(group, stream)
-            start = "-"
             while True:
-                pending = await self.client.xpending_range(stream, group, min=start, max="+",
-                                                           count=1000)
-                if not pending:
+                try:
+                    page = await self.client.xpending_range(stream, group, min=start, max="+",
+                                                            count=PAGE)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    await self._create_groups(group, [stream])
+                    return []  # a group that was not there had nothing pending
+                if not page:
                     break
-                ids = [p["message_id"] for p in pending]
-                counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
-                claimed = await self.client.xclaim(stream, group, consumer, 0, ids)
-                present = set()
-                for entry_id, fields in claimed:
-                    if not fields:
-                        continue
-                    present.add(_text(entry_id))
-                    out.append(Message(stream, _text(entry_id), _decode(fields),
-                                       counts[_text(entry_id)] + 1))
-                gone = [i for i in ids if _text(i) not in present]
-                if gone:
-                    await self.client.xack(stream, group, *gone)
-                if len(pending) < 1000:
+                out += await self._claim(group, consumer, stream,
+                                         [_text(p["message_id"]) for p in page])
+                if len(page) < PAGE:
                     break
-                start = "(" + _text(ids[-1])
-        out.sort(key=lambda m: _order(m.id))
+                start = "(" + _text(page[-1]["message_id"])
+        return out
+
+    async def _claim(self, group: str, consumer: str, stream: str,
+                     ids: list[str]) -> list[Message]:
+        """Claim `ids` (pending, in id order) for `consumer`; acknowledge the trimmed ones."""
+        # The counts are read in the same transaction as the claim: they are the ones after it.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xclaim(stream, group, consumer, 0, list[StreamIdT](ids))
+        pipe.xpending_range(stream, group, min=ids[0], max=ids[-1], count=len(ids),
+                            consumername=consumer)
+        claimed, after = await pipe.execute()
+        deliveries = {_text(p["message_id"]): int(p["times_delivered"]) for p in after}
+        out = [Message(stream, _text(entry_id), _decode(fields), deliveries[_text(entry_id)])
+               for entry_id, fields in claimed if entry_id is not None and fields]
+        # Redis 7 drops trimmed entries from the pending list on XCLAIM; older ones keep them.
+        kept = {m.id for m in out}
+        gone = [i for i in ids if i not in kept]
+        if gone:
+            await self.client.xack(stream, group, *gone)
         return out
 
     async def ack(self, group: str, stream: str, ids: Sequence[str]) -> None:
@@ -221,20 +271,24 @@ class RedisBackend:
 
     async def backlog(self, group: str, stream: str) -> int:
         async with self._call("backlog"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xlen(stream)
+            pipe.xinfo_groups(stream)
             try:
-                groups = await self.client.xinfo_groups(stream)
-            except ResponseError:
-                return 0  # no stream yet
-            for info in groups:
-                if _text(info["name"]) == group:
-                    lag = info.get("lag")
-                    pending = int(info.get("pending", 0))
-                    if lag is None:  # unknown after trims: count what follows the last read
-                        last = _text(info.get("last-delivered-id", b"0-0"))
-                        lag = len(await self.client.xrange(stream, "(" + last, "+",
-                                                           count=1_000_000))
-                    return int(lag) + pending
-            return int(await self.client.xlen(stream))
+                length, groups = await pipe.execute()
+            except ResponseError as exc:
+                if "no such key" not in str(exc):
+                    raise
+                return 0
+            info = next((g for g in groups if _text(g["name"]) == group), None)
+            if info is None:  # a group made now would start at the stream's start
+                return int(length)
+            lag = info.get("lag")
+            if lag is None:  # Redis cannot tell (entries deleted past the group): count them
+                lag = await self._count_after(keys=[stream],
+                                              args=[_text(info["last-delivered-id"])])
+        # Redis's lag also counts entries trimmed before the group was handed them.
+        return min(int(lag), int(length)) + int(info["pending"])
 
     async def length(self, stream: str) -> int:
         async with self._call("length"):
@@ -242,9 +296,9 @@ class RedisBackend:
 
     async def entries(self, stream: str, *, after: str = "0", count: int = 100) -> list[Message]:
         async with self._call("entries"):
-            found = await self.client.xrange(stream, "(" + after if after != "0" else "-", "+",
-                                             count=count)
-        return [Message(stream, _text(i), _decode(f)) for i, f in found]
+            found = await self.client.xrange(stream, "(" + after, "+", count=count)
+        return [Message(stream, _text(i), _decode(f))
+                for i, f in found or [] if i is not None and f]
 
     # -- desired state ---------------------------------------------------------------------
     async def set_state(self, partition: int, entries: Mapping[str, Body | None]) -> None:
@@ -257,8 +311,8 @@ class RedisBackend:
                     pipe.hdel(keys.state(partition), device)
                 else:
                     pipe.hset(keys.state(partition), device, json.dumps(entry))
-                pipe.xadd(keys.state_changes(partition),
-                          _encode({"device": device, "entry": entry}),
+                pipe.xadd(keys.state_changes(partition), _encode({"device": device,
+                                                                  "entry": entry}),
                           maxlen=CHANGES_MAXLEN, approximate=True)
             await pipe.execute()
 
@@ -269,8 +323,7 @@ class RedisBackend:
             if entries:
                 pipe.hset(keys.state(partition),
                           mapping={d: json.dumps(e) for d, e in entries.items()})
-            pipe.xadd(keys.state_changes(partition),
-                      _encode({"snapshot": True}),
+            pipe.xadd(keys.state_changes(partition), _encode({"snapshot": True}),
                       maxlen=CHANGES_MAXLEN, approximate=True)
             await pipe.execute()
 
@@ -288,23 +341,51 @@ class RedisBackend:
         if not positions:
             return []
         async with self._call("follow"):
-            found = await self.client.xread(dict(positions), count=count,
-                                            block=int(block * 1000) if block > 0 else None)
-        return [Message(_text(stream), _text(i), _decode(f))
-                for stream, entries in (found or []) for i, f in entries if f]
+            wanted: dict[KeyT, StreamIdT] = {s: p for s, p in positions.items()}
+            found = await self.client.xread(wanted, count=count, block=_block(block))
+        return _messages(found)
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-def _order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+def _encode(body: Body) -> dict[FieldT, EncodableT]:
+    return {FIELD: json.dumps(body, separators=(",", ":"))}
 
 
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+def _decode(fields: Mapping[Any, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(fields[FIELD.encode()])
+    return body
+
+
+def _messages(found: Any) -> list[Message]:
+    """Messages from an XREAD or XREADGROUP reply (a list of [stream, entries])."""
+    return [Message(_text(stream), _text(entry_id), _decode(fields))
+            for stream, entries in (found or []) for entry_id, fields in entries
+            if entry_id is not None and fields]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _block(seconds: float) -> int | None:
+    """XREAD's BLOCK in ms: None (no BLOCK, do not wait) for 0, as BLOCK 0 waits forever."""
+    return None if seconds <= 0 else _ms(min(seconds, MAX_BLOCK))
+
+
+def _without_secrets(url: str) -> str:
+    """The URL for messages: no user, password or query (which may carry a password)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _secrets(url: str) -> list[str]:
+    parts = urlsplit(url)
+    found = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    return [s for s in found if s]

@@ -64,6 +64,7 @@ class _Partition:
     reading: bool = False  # new work is read (after the takeover)
     leaving: bool = False  # being handed to another agent: read nothing more
     loaded_at: float = field(default_factory=time.monotonic)
+    loading: asyncio.Task[None] | None = None  # a reload of the snapshot under way
 
 
 @dataclass(slots=True)
@@ -150,6 +151,18 @@ class Agent:
             await self.backend.leave(keys.AGENTS, self.name)
         self.owned.clear()
         log.info("agent stopped", agent=self.name)
+
+    async def abort(self) -> None:
+        """Stop at once, as a crash would: nothing drained, sent, released or left; the
+        leases run out and the next owners take the pending work over. For tests and drills."""
+        self._stopping = self._muted = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.engine.close()
+        self.owned.clear()
 
     async def _supervise(self, work: Callable[[], Any], what: str) -> None:
         """Run a loop; a crash is logged and the loop starts again after a backoff."""
@@ -307,6 +320,13 @@ class Agent:
         """A device's target from its partition's desired state (decrypted once per change)."""
         part = self.owned.get(partition_of(name, self.partitions))
         entry = part.devices.get(name) if part is not None else None
+        if entry is None and part is not None:
+            # Controllers publish a device's state before its first work, but the change may
+            # not have been followed yet: read the partition's snapshot now.
+            if part.loading is None or part.loading.done():
+                part.loading = asyncio.create_task(self._load(part))
+            await asyncio.shield(part.loading)
+            entry = part.devices.get(name)
         if entry is None:
             raise InvalidInput(f"device {name} has no credentials or no longer exists",
                                field="device", fix="give it a credentials profile")
@@ -388,6 +408,8 @@ class Agent:
         number = partition_of(result.device, self.partitions)
         part = self.owned.get(number)
         if part is None or self._muted:  # lost the partition: the new owner reports
+            return
+        if result.status == Status.QUEUED:  # the controller stored it queued already
             return
         ack = None
         if Status(result.status).final:

@@ -54,6 +54,22 @@ class ClusterWork:
         self._polls: dict[str, list[Profile]] = {}
         self._targets: dict[str, Target] = {}
         self._snapshot_at = -1e9  # monotonic time of the last whole snapshot
+        self.epoch: tuple[str, float] | None = None  # the backend's, as of joining
+
+    async def check_epoch(self) -> float | None:
+        """Has the backend lost its data since we joined (Redis restarted without
+        persistence)? If so: start a new epoch, make the next publish a whole snapshot, and
+        return when the new epoch began (work accepted before it is lost); else None."""
+        current = await self.backend.epoch()
+        if current is None:
+            await self.backend.init_cluster(self.partitions)
+            current = await self.backend.epoch()
+        if current is None or current == self.epoch:
+            return None
+        self.epoch = current
+        self._published.clear()
+        self._snapshot_at = -1e9
+        return current[1]
 
     async def start(self) -> None:
         """Join the cluster (fixing its partition count if this is the first process),
@@ -62,6 +78,7 @@ class ClusterWork:
         while True:
             try:
                 self.partitions = await self.backend.init_cluster(self.partitions)
+                self.epoch = await self.backend.epoch()
                 return
             except BackendUnavailable as exc:
                 log.warning("waiting for the backend", error=exc.message)
@@ -289,20 +306,21 @@ class Recorder:
 
     def _apply(self, message: Message) -> None:
         body = message.body
-        number = keys.partition_of_stream(message.stream)
-        token = int(body.get("token", 0))
-        if token < self._tokens.get(number, 0):
-            self.stats.fenced += 1
-            return
-        self._tokens[number] = token
         kind = body.get("t")
+        if kind not in ("result", "poll"):
+            raise ValueError(f"unknown observation type {kind!r}")
+        if not isinstance(token := body.get("token"), int):
+            raise ValueError("no fencing token")
+        number = keys.partition_of_stream(message.stream)
+        if token < self._tokens.get(number, 0):
+            self.stats.fenced += 1  # sent under a lease another agent has taken over since
+            return
         if kind == "result":
             self.on_result(wire.read_result(body))
-        elif kind == "poll":
+        else:
             self.on_poll(PollOutcome(str(body["d"]), str(body["p"]), wire.samples(body),
                                      body.get("c"), body.get("m")))
-        else:
-            raise ValueError(f"unknown observation type {kind!r}")
+        self._tokens[number] = token
 
     async def _dead(self, message: Message, reason: str) -> None:
         self.stats.dead += 1

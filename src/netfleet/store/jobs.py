@@ -38,6 +38,8 @@ from netfleet.store.records import (
 )
 
 MAX_PAGE = 500
+BACKEND_LOST = ("Redis restarted without its data while this waited or ran; it may or may "
+                "not have run on the device: check the device and submit the job again")
 INTERRUPTED_QUEUED = "netfleet stopped before this device ran; submit the job again"
 INTERRUPTED_RUNNING = ("netfleet stopped while this ran on the device; check the device "
                        "before running it again")
@@ -174,6 +176,19 @@ class JobRepo:
         for parent in sorted(progress):
             await self._advance(parent, progress[parent], now)
         return applied
+
+    async def fail_lost(self, before: datetime) -> int:
+        """Fail every device result still queued or running of the jobs accepted before
+        `before` (category `backend_lost`): their work was in a Redis that restarted without
+        persistence, and no agent will run it. Returns how many results were failed."""
+        rows = await self.session.execute(
+            select(JobResultRow.job_id)
+            .join(JobRow, JobRow.id == JobResultRow.job_id)
+            .where(JobResultRow.status.in_(("queued", "running")), JobRow.created_at < before)
+            .order_by(JobResultRow.job_id))
+        updates = [ResultUpdate(job_id=job_id, status="failed", category="backend_lost",
+                                message=BACKEND_LOST) for job_id in rows.scalars()]
+        return await self.record_results(updates) if updates else 0
 
     async def interrupt_unfinished(self) -> int:
         """Fail every device result still queued or running (category `interrupted`): at the
