@@ -119,6 +119,17 @@ async def test_a_takeover_in_a_new_group_finds_nothing(backend: Backend) -> None
     assert await backend.takeover("g", "a", S2) == []  # no stream either
 
 
+async def test_acknowledging_several_streams_at_once(backend: Backend) -> None:
+    await backend.add({S1: [{"n": 1}, {"n": 2}], S2: [{"n": 3}]})
+    read = await backend.read("g", "a", [S1, S2], count=10, block=0)
+    first = [m.id for m in read if m.stream == S1]
+    await backend.ack_all("g", {S1: first[:1], S2: [m.id for m in read if m.stream == S2]})
+    assert await backend.backlog("g", S1) == 1
+    assert await backend.backlog("g", S2) == 0
+    [left] = await backend.takeover("g", "b", S1)
+    assert left.body == {"n": 2}
+
+
 async def test_the_backlog_counts_undelivered_and_pending_entries(backend: Backend) -> None:
     assert await backend.backlog("g", S1) == 0
     await backend.add({S1: [{"n": i} for i in range(5)]})

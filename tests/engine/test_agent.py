@@ -230,7 +230,7 @@ async def test_observations_that_fail_to_apply_go_to_the_dead_letter_stream(
     stream = keys.observations(1)
     good = {"t": "poll", "agent": "a", "token": 1, "d": "r1", "p": "prof",
             "s": [["cpu_percent", 5.0, time.time(), [], "percent"]], "c": None, "m": None}
-    await backend.add({stream: [good, {"t": "nonsense"},
+    await backend.add({stream: [good, {"t": "nonsense", "token": 1},
                                 {"t": "result", "token": 1, "r": {"bad": 1}},
                                 {**good, "d": "r2"}]})
     recorder.start()

@@ -99,6 +99,10 @@ class Backend(Protocol):
 
     async def ack(self, group: str, stream: str, ids: Sequence[str]) -> None: ...
 
+    async def ack_all(self, group: str, entries: Mapping[str, Sequence[str]]) -> None:
+        """`ack` for several streams (stream -> ids), in one round trip."""
+        ...
+
     async def backlog(self, group: str, stream: str) -> int:
         """Entries not yet handed to `group` plus entries pending in it."""
         ...

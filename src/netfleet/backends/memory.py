@@ -221,6 +221,10 @@ class MemoryBackend:
             for entry_id in ids:
                 state.pending.pop(entry_id, None)
 
+    async def ack_all(self, group: str, entries: Mapping[str, Sequence[str]]) -> None:
+        for stream, ids in entries.items():
+            await self.ack(group, stream, ids)
+
     async def backlog(self, group: str, stream: str) -> int:
         log = self._streams.get(stream)
         if log is None:

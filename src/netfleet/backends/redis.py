@@ -269,6 +269,16 @@ class RedisBackend:
         async with self._call("ack"):
             await self.client.xack(stream, group, *ids)
 
+    async def ack_all(self, group: str, entries: Mapping[str, Sequence[str]]) -> None:
+        if not any(entries.values()):
+            return
+        async with self._call("ack"):
+            pipe = self.client.pipeline(transaction=False)
+            for stream, ids in entries.items():
+                if ids:
+                    pipe.xack(stream, group, *ids)
+            await pipe.execute()
+
     async def backlog(self, group: str, stream: str) -> int:
         async with self._call("backlog"):
             pipe = self.client.pipeline(transaction=True)

@@ -104,3 +104,19 @@ def deploy(
                                           timeout=timeout,
                                           postgres_admin_url=postgres_admin_url or None))
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("cluster")
+def cluster(
+    devices: Annotated[int, typer.Option(min=10, max=20_000)] = 2000,
+    seconds: Annotated[float, typer.Option(min=5.0, help="Measuring time per run.")] = 15.0,
+    jobs: Annotated[int, typer.Option(min=10)] = 1000,
+    lease_ttl: Annotated[float, typer.Option(min=1.0, help="For the failover run.")] = 10.0,
+) -> None:
+    """Cluster: polls/s and jobs/s with 1 and 2 agent processes, failover after a SIGKILL,
+    and the Redis backend's overhead against the memory backend."""
+    from netfleet.bench import cluster as bench_cluster
+
+    result = runtime.run(bench_cluster.cluster(devices=devices, seconds=seconds, jobs=jobs,
+                                               lease_ttl=lease_ttl))
+    typer.echo(json.dumps(result, indent=2))

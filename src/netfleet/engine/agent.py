@@ -49,10 +49,13 @@ log = structlog.get_logger("netfleet.agent")
 
 MAX_ATTEMPTS = 3  # deliveries of one task before it is failed instead of run again
 READ_BATCH = 500  # work entries read per partition per call
-FLUSH_INTERVAL = 0.02  # seconds between observation flushes while there is something to send
+FLUSH_INTERVAL = 0.05  # seconds between observation flushes (longer: bigger batches)
 MAX_BUFFER = 200_000  # observations held while Redis is unreachable; past it polls are dropped
 BACKLOG_LIMIT = 500_000  # observations waiting for recorders, all partitions, before polls stop
 STATE_RELOAD = 300.0  # seconds between full reloads of a partition's desired state
+BATCH_ITEMS = 500  # observations per stream entry at most
+
+_Out = tuple[int, int, dict[str, Any], str | None]
 
 
 @dataclass
@@ -98,7 +101,8 @@ class Agent:
         self.owned: dict[int, _Partition] = {}
         self._targets: dict[str, tuple[str, Target]] = {}  # device -> (sealed, opened)
         self._work: dict[str, tuple[int, str]] = {}  # child job id -> (partition, entry id)
-        self._out: deque[tuple[int, dict[str, Any], str | None]] = deque()  # obs, acks
+        # Observations to send: (partition, lease token, observation, work entry to ack).
+        self._out: deque[_Out] = deque()
         self._acks: dict[int, list[str]] = {}  # work entries done, to acknowledge
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # work finished or observations went out
@@ -243,7 +247,7 @@ class Agent:
         if self.owned.get(part.number) is not part:
             return
         await self._until(lambda: part.number not in self._acks
-                          and not any(n == part.number for n, _, _ in self._out))
+                          and not any(o[0] == part.number for o in self._out))
         del self.owned[part.number]
         self._replan()
         await self.backend.release(keys.work_lease(part.number), self.name, part.token)
@@ -415,7 +419,7 @@ class Agent:
         if Status(result.status).final:
             held = self._work.pop(result.job_id, None)
             ack = held[1] if held is not None else None
-        self._out.append((number, wire.result(result, self.name, part.token), ack))
+        self._out.append((number, part.token, wire.result(result), ack))
         self._wake.set()
         if ack is not None:
             self._progress.set()
@@ -425,9 +429,9 @@ class Agent:
         part = self.owned.get(number)
         if part is None or self._muted:
             return
-        self._out.append((number, wire.poll(outcome.device, outcome.profile, outcome.samples,
-                                            outcome.category, outcome.message, self.name,
-                                            part.token), None))
+        self._out.append((number, part.token, wire.poll(
+            outcome.device, outcome.profile, outcome.samples, outcome.category,
+            outcome.message), None))
         if len(self._out) > MAX_BUFFER:
             self._drop_polls()
         self._wake.set()
@@ -435,10 +439,10 @@ class Agent:
     def _drop_polls(self) -> None:
         """Redis has been unreachable long enough to fill the buffer: the oldest poll
         outcomes go, counted; results never do."""
-        kept: deque[tuple[int, dict[str, Any], str | None]] = deque()
+        kept: deque[_Out] = deque()
         over = len(self._out) - MAX_BUFFER * 9 // 10
         for item in self._out:
-            if over > 0 and item[1].get("t") == "poll":
+            if over > 0 and item[2]["t"] == "poll":
                 over -= 1
                 self.stats.dropped += 1
             else:
@@ -463,21 +467,31 @@ class Agent:
         stay buffered, acknowledgements not made are tried again."""
         count = min(len(self._out), 5000)
         items = [self._out[i] for i in range(count)]
-        batches: dict[str, list[dict[str, Any]]] = {}
-        for number, body, _ in items:
-            if body:
-                batches.setdefault(keys.observations(number), []).append(body)
-        if batches:
-            await self.backend.add(batches)
+        grouped: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for number, token, body, _ in items:
+            grouped.setdefault((number, token), []).append(body)
+        entries: dict[str, list[dict[str, Any]]] = {}
+        for (number, token), bodies in grouped.items():
+            for start in range(0, len(bodies), BATCH_ITEMS):
+                entries.setdefault(keys.observations(number), []).append(
+                    wire.batch(bodies[start:start + BATCH_ITEMS], self.name, token))
+        if entries:
+            await self.backend.add(entries)
         for _ in range(count):
             self._out.popleft()
-        self.stats.sent += sum(len(b) for b in batches.values())
-        for number, _, ack in items:
+        self.stats.sent += count
+        for number, _, _, ack in items:
             if ack is not None:
                 self._acks.setdefault(number, []).append(ack)
-        for number in list(self._acks):
-            await self.backend.ack(keys.WORK_GROUP, keys.work(number), self._acks[number])
-            del self._acks[number]
+        if self._acks:
+            done, self._acks = self._acks, {}
+            try:
+                await self.backend.ack_all(keys.WORK_GROUP,
+                                           {keys.work(n): ids for n, ids in done.items()})
+            except BaseException:  # tried again with the next flush
+                for number, ids in done.items():
+                    self._acks.setdefault(number, []).extend(ids)
+                raise
         self._progress.set()
 
     async def _watch_backlog(self) -> None:

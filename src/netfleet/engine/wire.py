@@ -3,9 +3,13 @@
 Work (controller -> the owner of a device's partition):
     {"t": "task", "task": DeviceTask}         run it, in stream order per device
     {"t": "cancel", "jobs": [child job ids]}
-Observations (agent -> recorder), each with the agent and the fencing token of its lease:
-    {"t": "result", "agent", "token", "r": DeviceResult}   every status change
-    {"t": "poll", "agent", "token", "d": device, "p": profile, "s": [samples], "c", "m"}
+Observations (agent -> recorder), in batches carrying the agent and the fencing token of the
+lease they were made under (one stream entry per batch: far fewer Redis commands than one per
+observation):
+    {"t": "batch", "agent", "token", "items": [observation, …]}
+    observation: {"t": "result", "r": DeviceResult}       every status change
+                 {"t": "poll", "d": device, "p": profile, "s": [samples], "c", "m"}
+(A single observation with its own "agent" and "token" is read as a batch of one.)
 Desired state (controller -> agents), one entry per device in the partition's snapshot:
     {"target": Fernet token of the Target as JSON, "polls": [Profile]}
 
@@ -35,14 +39,30 @@ def cancel(job_ids: Iterable[str]) -> dict[str, Any]:
     return {"t": "cancel", "jobs": sorted(job_ids)}
 
 
-def result(r: DeviceResult, agent: str, token: int) -> dict[str, Any]:
-    return {"t": "result", "agent": agent, "token": token,
-            "r": r.model_dump(mode="json", exclude_defaults=True)}
+def batch(items: list[dict[str, Any]], agent: str, token: int) -> dict[str, Any]:
+    return {"t": "batch", "agent": agent, "token": token, "items": items}
+
+
+def unbatch(body: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """(fencing token, observations) of a stream entry. Raises ValueError if malformed."""
+    token = body.get("token")
+    if not isinstance(token, int):
+        raise ValueError("no fencing token")
+    if body.get("t") == "batch":
+        items = body.get("items")
+        if not isinstance(items, list):
+            raise ValueError("a batch without items")
+        return token, items
+    return token, [body]
+
+
+def result(r: DeviceResult) -> dict[str, Any]:
+    return {"t": "result", "r": r.model_dump(mode="json", exclude_defaults=True)}
 
 
 def poll(device: str, profile: str, samples: Iterable[Sample], category: str | None,
-         message: str | None, agent: str, token: int) -> dict[str, Any]:
-    return {"t": "poll", "agent": agent, "token": token, "d": device, "p": profile,
+         message: str | None) -> dict[str, Any]:
+    return {"t": "poll", "d": device, "p": profile,
             "s": [[s.metric, s.value, s.ts, [list(kv) for kv in s.labels], s.unit]
                   for s in samples],
             "c": category, "m": message}

@@ -40,7 +40,8 @@ from netfleet.engine.engine import PollOutcome
 
 log = structlog.get_logger("netfleet.cluster")
 
-READ_BATCH = 1000  # observations in flight per partition (read, not yet acknowledged)
+READ_BATCH = 1000  # observation entries in flight per partition (read, not acknowledged)
+LINGER, LINGER_BELOW = 0.05, 100  # after a read of fewer entries, wait this long (seconds)
 
 
 class ClusterWork:
@@ -276,15 +277,30 @@ class Recorder:
                                                        count=READ_BATCH, block=0.5)
                 if messages:
                     await self.record(messages)
+            if len(messages) < LINGER_BELOW:  # few at a time: let more gather (fewer trips)
+                await asyncio.sleep(LINGER)
 
     async def record(self, messages: Sequence[Message]) -> None:
         """Apply, write, acknowledge. Writing is retried until it works (the database may be
         down): nothing is acknowledged before it is stored."""
+        observations = 0
         for message in messages:
             try:
-                self._apply(message)
+                token, items = wire.unbatch(message.body)
             except Exception as exc:
-                await self._dead(message, f"{type(exc).__name__}: {exc}")
+                await self._dead(message, message.body, f"{type(exc).__name__}: {exc}")
+                continue
+            observations += len(items)
+            number = keys.partition_of_stream(message.stream)
+            if token < self._tokens.get(number, 0):
+                self.stats.fenced += len(items)  # sent under a lease taken over since
+                continue
+            self._tokens[number] = token
+            for item in items:
+                try:
+                    self._apply(item)
+                except Exception as exc:
+                    await self._dead(message, item, f"{type(exc).__name__}: {exc}")
         backoff = 0.2
         while True:
             try:
@@ -299,36 +315,29 @@ class Recorder:
         by_stream: dict[str, list[str]] = {}
         for message in messages:
             by_stream.setdefault(message.stream, []).append(message.id)
-        for stream, ids in by_stream.items():
-            await self.backend.ack(keys.RECORD_GROUP, stream, ids)
-        self.stats.recorded += len(messages)
+        await self.backend.ack_all(keys.RECORD_GROUP, by_stream)
+        self.stats.recorded += observations
         self.stats.batches += 1
 
-    def _apply(self, message: Message) -> None:
-        body = message.body
+    def _apply(self, body: dict[str, Any]) -> None:
         kind = body.get("t")
-        if kind not in ("result", "poll"):
-            raise ValueError(f"unknown observation type {kind!r}")
-        if not isinstance(token := body.get("token"), int):
-            raise ValueError("no fencing token")
-        number = keys.partition_of_stream(message.stream)
-        if token < self._tokens.get(number, 0):
-            self.stats.fenced += 1  # sent under a lease another agent has taken over since
-            return
         if kind == "result":
             self.on_result(wire.read_result(body))
-        else:
+        elif kind == "poll":
             self.on_poll(PollOutcome(str(body["d"]), str(body["p"]), wire.samples(body),
                                      body.get("c"), body.get("m")))
-        self._tokens[number] = token
+        else:
+            raise ValueError(f"unknown observation type {kind!r}")
 
-    async def _dead(self, message: Message, reason: str) -> None:
+    async def _dead(self, message: Message, body: dict[str, Any], reason: str) -> None:
+        """One observation (or an entry that could not be read at all) set aside, with
+        the reason; the rest flow on."""
         self.stats.dead += 1
         log.error("observation sent to the dead-letter stream", stream=message.stream,
                   entry=message.id, reason=reason)
         await self.backend.add({keys.DEAD_LETTERS: [{
-            "stream": message.stream, "id": message.id, "reason": reason,
-            "body": message.body, "at": time.time()}]}, maxlen=100_000)
+            "stream": message.stream, "id": message.id, "reason": reason, "body": body,
+            "at": time.time()}]}, maxlen=100_000)
 
 
 class Leadership:
