@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import time
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,7 @@ import httpx
 from tests.api.conftest import register
 from tests.cluster.conftest import LEASE_TTL, Cluster, until
 from tests.conftest import RunningSim
+from tests.services.test_webhooks import Receiver, serving
 
 
 def job(client: httpx.Client, body: dict[str, Any]) -> str:
@@ -127,3 +130,28 @@ def test_an_agent_killed_mid_job_hands_its_partitions_over_and_the_job_runs_agai
 
 def _at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def test_every_job_fires_its_webhook_once_whichever_controller_records_it(
+        cluster: Cluster, sim: RunningSim) -> None:
+    with cluster.client(0) as admin:
+        devices = register(admin, sim, "cisco_ios", 8)
+    receiver = Receiver()
+    async with serving(receiver) as url, httpx.AsyncClient(
+            base_url=cluster.controllers[0][1] + "/api/v1", timeout=60,
+            headers={"X-API-Key": cluster.token}) as client:
+        ids = set()
+        for d in devices:  # partitions recorded by both controllers
+            response = await client.post("/jobs", json={
+                "kind": "command", "device": d.name, "commands": ["show clock"],
+                "webhook": url})
+            assert response.status_code == 202, response.text
+            ids.add(response.json()["id"])
+        deadline = time.monotonic() + 30
+        while len(receiver.seen) < len(ids) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # a second firing would come within the watch's period
+    events = [json.loads(body) for _, body in receiver.seen]
+    assert sorted(e["data"]["id"] for e in events) == sorted(ids)
+    assert all(e["event"] == "job.finished" and e["data"]["status"] == "succeeded"
+               for e in events)

@@ -53,6 +53,7 @@ class _Running:
     webhook: str | None
     results: dict[str, DeviceResult] = field(default_factory=dict)  # by device
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    since: float = field(default_factory=time.monotonic)
 
     def finished(self) -> JobView:
         """The job's final view, from memory: the same as the store will hold once recorded
@@ -105,7 +106,7 @@ def _result(job_id: str, r: JobResult) -> DeviceResult:
 class JobService:
     FLUSH_INTERVAL = 0.05
     FLUSH_BATCH = 500
-    CLUSTER_POLL = 0.2  # seconds between store reads while waiting on a job in a cluster
+    CLUSTER_POLL = 0.5  # in a cluster: seconds between looks for jobs recorded elsewhere
 
     def __init__(self, *, store: Store, engine_factory: Callable[[JobService], Engine],
                  render: Callable[[str, dict[str, Any]], str],
@@ -134,6 +135,7 @@ class JobService:
         self._wanted: dict[str, asyncio.Future[None]] = {}  # targets the loader is to read
         self._loader: asyncio.Task[None] | None = None
         self._devices_known: dict[str, tuple[float, Device]] = {}  # by name, as last read
+        self._watch: asyncio.Task[None] | None = None  # in a cluster: see _watch_store
 
     async def recover(self) -> int:
         """At start: results left queued or running by a netfleet that stopped are failed
@@ -172,11 +174,12 @@ class JobService:
                         requested_by=requested_by))
         children = {r.job_id: r.device for r in detail.results if r.device in tasks}
         submitted = view(detail)
-        if self.remote is None:  # in a cluster, any controller may record its results
-            self._running[detail.job.id] = _Running(submitted, children, set(children),
-                                                    request.webhook)
-            for child in children:
-                self._parent_of[child] = detail.job.id
+        self._running[detail.job.id] = _Running(submitted, children, set(children),
+                                                request.webhook)
+        for child in children:
+            self._parent_of[child] = detail.job.id
+        if self.remote is not None:  # another controller may record it: watch the store
+            self._start_watch()
         self._start_recorder()
         queued = [tasks[device].model_copy(update={"job_id": child})
                   for child, device in children.items()]
@@ -413,6 +416,44 @@ class JobService:
             summary = finished.model_dump(mode="json", exclude={"results"})
             self.webhooks.fire(running.webhook, "job.finished", summary)
 
+    # -- in a cluster: jobs recorded by another controller ----------------------------------
+    def _start_watch(self) -> None:
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_store(), name="netfleet-job-watch")
+
+    async def _watch_store(self) -> None:
+        """Every CLUSTER_POLL seconds, while jobs submitted here are running: ask the store
+        which of them ended (another controller recorded their results) and end them here as
+        if recorded here — waiters wake, webhooks fire."""
+        while self._running and not self._closing:
+            await asyncio.sleep(self.CLUSTER_POLL)
+            due = [job for job, running in self._running.items()
+                   if time.monotonic() - running.since > self.CLUSTER_POLL]
+            if not due:
+                continue
+            try:
+                async with self.store.transaction(readonly=True) as tx:
+                    ended = await tx.jobs.ended(due)
+                for job in ended:
+                    await self._ended_elsewhere(job)
+            except Exception:
+                log.exception("checking on running jobs failed; trying again")
+
+    async def _ended_elsewhere(self, job: str) -> None:
+        running = self._running.pop(job, None)
+        if running is None:
+            return
+        for child in running.children:
+            self._parent_of.pop(child, None)
+        finished = await self._stored(job)
+        self._recent[job] = finished
+        while len(self._recent) > 1000:
+            self._recent.popitem(last=False)
+        running.done.set()
+        if running.webhook and self.webhooks is not None:
+            summary = finished.model_dump(mode="json", exclude={"results"})
+            self.webhooks.fire(running.webhook, "job.finished", summary)
+
     @property
     def buffered(self) -> int:
         """Result updates not yet written."""
@@ -432,8 +473,8 @@ class JobService:
         if recent is not None:
             return recent
         found = await self._stored(job_id)
-        if self.remote is not None and wait > 0 and not found.status.final:
-            # Another controller may record its results: watch the store until it ends.
+        if self.remote is not None and running is None and wait > 0:
+            # Submitted through another controller: watch the store until it ends.
             deadline = time.monotonic() + wait
             while not found.status.final and time.monotonic() < deadline:
                 await asyncio.sleep(min(self.CLUSTER_POLL, max(0.0, deadline - time.monotonic())))
@@ -471,6 +512,10 @@ class JobService:
 
     async def close(self) -> None:
         await self.engine.close()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._loader is not None:
             self._loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -122,6 +122,15 @@ class JobRepo:
             stmt.order_by(JobResultRow.device_name).execution_options(populate_existing=True))
         return JobDetail(job=job, results=[_result(r, parent) for r, parent in rows])
 
+    async def ended(self, job_ids: Sequence[str]) -> list[str]:
+        """Which of these jobs have ended (any final status)."""
+        found: list[str] = []
+        for chunk in chunked(list(job_ids)):
+            found += (await self.session.execute(
+                select(JobRow.id).where(JobRow.id.in_(chunk), JobRow.status.in_(TERMINAL))
+            )).scalars().all()
+        return found
+
     async def find(self, *, status: str | None = None, kind: str | None = None,
                    device: str | None = None, limit: int = 50,
                    after: str | None = None) -> Page[Job]:
