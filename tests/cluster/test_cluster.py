@@ -92,6 +92,12 @@ def test_telemetry_is_polled_by_agents_and_stored_by_controllers(
 
         until(lambda: all(stored(d.name) >= 2 for d in devices), timeout=40,
               what="two stored cpu samples per device, polled by the agents")
+        # Either controller knows every device's newest values, whichever recorded them.
+        for client in (first, second):
+            rows = client.get("/telemetry/latest", params={
+                "where": "tag=cluster-polled", "metric": "cpu_percent"}).json()["latest"]
+            assert {r["device"] for r in rows} == {d.name for d in devices}, rows
+            assert not any(r["stale"] for r in rows)
 
 
 def test_an_agent_killed_mid_job_hands_its_partitions_over_and_the_job_runs_again(

@@ -87,6 +87,7 @@ class TelemetryService:
     REFRESH_INTERVAL = 30.0  # re-read assignments (catches inventory changes from anywhere)
     MAINTENANCE_INTERVAL = 60.0
     WRITE_TIMEOUT = 60.0  # one batch; past it the batch is kept and retried
+    LATEST_WINDOW = 3600.0  # in a cluster, `latest` looks this far back in the database
 
     def __init__(self, store: Store, *, retention_days: float = 7.0,
                  rollup_retention_days: float = 90.0, webhooks: WebhookSender | None = None,
@@ -387,6 +388,8 @@ class TelemetryService:
         """The newest value of every series of the selected devices. A device is stale when
         its last poll failed, or when no poll has worked for 2.5 intervals."""
         now = now if now is not None else time.time()
+        if self.remote is not None:
+            return await self._latest_stored(where, metric, now)
         names: set[str] | None = None
         if where:
             async with self.store.transaction(readonly=True) as tx:
@@ -402,6 +405,26 @@ class TelemetryService:
                     continue
                 out.append(Latest(device, name, parse_labels(labels), unit, ts, value,
                                   reason is not None, reason))
+        return out
+
+    async def _latest_stored(self, where: Sequence[str], metric: str | None,
+                             now: float) -> list[Latest]:
+        """`latest` in a cluster: controllers share the recording, so the newest values come
+        from the database (the last LATEST_WINDOW seconds); staleness from each value's age,
+        and from the last poll's failure where this controller recorded it."""
+        async with self.store.transaction(readonly=True) as tx:
+            points = await tx.telemetry.newest(
+                selector=_selector(where) if where else None, metric=metric,
+                since_ms=int((now - self.LATEST_WINDOW) * 1000))
+        out = []
+        for p in points:
+            state = self._devices.get(p.device)
+            interval = state.interval if state is not None else 60.0
+            ts = p.ts / 1000
+            reason = state.error if state is not None and state.error else (
+                f"no poll for {now - ts:.0f}s" if now - ts > 2.5 * interval else None)
+            out.append(Latest(p.device, p.metric, p.labels, p.unit, ts, p.value,
+                              reason is not None, reason))
         return out
 
     async def bottlenecks(self, *, where: Sequence[str] = (), window: float = 600.0,

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from netfleet.domain.errors import Conflict, InvalidInput, NotFound
 from netfleet.domain.selectors import Selector
@@ -236,6 +237,31 @@ class TelemetryRepo:
         return [Point(d, m, parse_labels(lab), u, int(b), float(avg), float(lo), float(hi),
                       int(n))
                 for d, m, lab, u, b, avg, lo, hi, n in rows]
+
+    async def newest(self, *, selector: Selector | None, metric: str | None,
+                     since_ms: int) -> list[Point]:
+        """The newest sample of every series (of the selected devices, of `metric`) that has
+        one since `since_ms`: one index seek per series."""
+        newer = aliased(TelemetrySampleRow)
+        latest = (select(func.max(newer.ts))
+                  .where(newer.series_id == TelemetrySeriesRow.id, newer.ts >= since_ms)
+                  .scalar_subquery())
+        where: list[ColumnElement[bool]] = [TelemetrySampleRow.ts == latest]
+        if selector is not None:
+            where.append(selector_filter(selector, self.dialect))
+        if metric is not None:
+            where.append(TelemetrySeriesRow.metric == metric)
+        stmt = (select(DeviceRow.name, TelemetrySeriesRow.metric, TelemetrySeriesRow.labels,
+                       TelemetrySeriesRow.unit, TelemetrySampleRow.ts, TelemetrySampleRow.value)
+                .select_from(TelemetrySeriesRow.__table__
+                             .join(DeviceRow.__table__,
+                                   DeviceRow.id == TelemetrySeriesRow.device_id)
+                             .join(TelemetrySampleRow.__table__,
+                                   TelemetrySampleRow.series_id == TelemetrySeriesRow.id))
+                .where(*where)
+                .order_by(DeviceRow.name, TelemetrySeriesRow.metric, TelemetrySeriesRow.labels))
+        return [Point(d, m, parse_labels(lab), u, ts, v)
+                for d, m, lab, u, ts, v in await self.session.execute(stmt)]
 
     # -- maintenance -----------------------------------------------------------------------
     async def roll_up(self, start_ms: int, end_ms: int) -> int:
