@@ -119,6 +119,22 @@ async def test_a_takeover_in_a_new_group_finds_nothing(backend: Backend) -> None
     assert await backend.takeover("g", "a", S2) == []  # no stream either
 
 
+async def test_trimming_drops_only_what_the_group_has_acknowledged(backend: Backend) -> None:
+    await backend.add({S1: [{"n": i} for i in range(6)]})
+    read = await backend.read("g", "a", [S1], count=4, block=0)
+    await backend.ack("g", S1, [read[0].id, read[1].id, read[3].id])  # 2 still pending
+    await backend.trim_done("g", S1)
+    assert [m.body["n"] for m in await backend.entries(S1)] == [2, 3, 4, 5]
+    [pending] = await backend.takeover("g", "b", S1)
+    assert pending.body == {"n": 2}
+    await backend.ack("g", S1, [pending.id])
+    await backend.trim_done("g", S1)
+    left = [m.body["n"] for m in await backend.entries(S1)]
+    assert left[-2:] == [4, 5] and 2 not in left  # never handed out: kept
+    assert [m.body["n"] for m in await backend.read("g", "b", [S1], count=10, block=0)] == [4, 5]
+    await backend.trim_done("g", keys.work(9))  # no stream: nothing happens
+
+
 async def test_acknowledging_several_streams_at_once(backend: Backend) -> None:
     await backend.add({S1: [{"n": 1}, {"n": 2}], S2: [{"n": 3}]})
     read = await backend.read("g", "a", [S1, S2], count=10, block=0)

@@ -55,6 +55,14 @@ class Backend(Protocol):
 
     async def leave(self, role: str, member: str) -> None: ...
 
+    async def put_status(self, role: str, member: str, status: Body, ttl: float) -> None:
+        """What `member` reports about itself (counters), kept for `ttl` seconds."""
+        ...
+
+    async def statuses(self, role: str, members: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The last status of each of these members that has one."""
+        ...
+
     async def members(self, role: str) -> list[str]:
         """Live members of `role` (heartbeat not run out), sorted."""
         ...
@@ -101,6 +109,12 @@ class Backend(Protocol):
 
     async def ack_all(self, group: str, entries: Mapping[str, Sequence[str]]) -> None:
         """`ack` for several streams (stream -> ids), in one round trip."""
+        ...
+
+    async def trim_done(self, group: str, stream: str) -> None:
+        """Drop the entries `group` has been handed and has acknowledged (those before its
+        first pending entry, or before its last delivered one when none is pending): a work
+        or observation stream stays as long as what is in flight, not as its history."""
         ...
 
     async def backlog(self, group: str, stream: str) -> int:

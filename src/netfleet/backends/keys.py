@@ -45,6 +45,11 @@ def members(role: str) -> str:
     return f"{PREFIX}:members:{role}"
 
 
+def status(role: str, member: str) -> str:
+    """String (JSON), with a TTL: what a member last reported about itself (counters)."""
+    return f"{PREFIX}:status:{role}:{member}"
+
+
 def lease(name: str) -> str:
     """String `holder token`, with a TTL: who owns `name` (a partition) now."""
     return f"{PREFIX}:lease:{name}"

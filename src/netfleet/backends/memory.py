@@ -73,6 +73,7 @@ class MemoryBackend:
         self._partitions: int | None = None
         self._epoch: tuple[str, float] | None = None
         self._members: dict[str, dict[str, float]] = {}  # role -> member -> alive until
+        self._statuses: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._leases: dict[str, tuple[str, int, float]] = {}  # name -> holder, token, until
         self._fences: dict[str, int] = {}  # name -> last token handed out
         self._streams: dict[str, _Stream] = {}
@@ -97,6 +98,18 @@ class MemoryBackend:
     # -- membership ------------------------------------------------------------------------
     async def heartbeat(self, role: str, member: str, ttl: float) -> None:
         self._members.setdefault(role, {})[member] = time.monotonic() + ttl
+
+    async def put_status(self, role: str, member: str, status: Body, ttl: float) -> None:
+        self._statuses[(role, member)] = (time.monotonic() + ttl, copy.deepcopy(dict(status)))
+
+    async def statuses(self, role: str, members: Sequence[str]) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        out = {}
+        for member in members:
+            found = self._statuses.get((role, member))
+            if found is not None and found[0] > now:
+                out[member] = copy.deepcopy(found[1])
+        return out
 
     async def leave(self, role: str, member: str) -> None:
         self._members.get(role, {}).pop(member, None)
@@ -224,6 +237,14 @@ class MemoryBackend:
     async def ack_all(self, group: str, entries: Mapping[str, Sequence[str]]) -> None:
         for stream, ids in entries.items():
             await self.ack(group, stream, ids)
+
+    async def trim_done(self, group: str, stream: str) -> None:
+        log = self._streams.get(stream)
+        state = None if log is None else log.groups.get(group)
+        if log is None or state is None:
+            return
+        bound = min((_order(i) for i in state.pending), default=state.last)
+        del log.entries[:bisect.bisect_left(log.entries, bound, key=lambda e: e.order)]
 
     async def backlog(self, group: str, stream: str) -> int:
         log = self._streams.get(stream)

@@ -146,6 +146,17 @@ class RedisBackend:
         async with self._call("heartbeat"):
             await self._heartbeat(keys=[keys.members(role)], args=[member, _ms(ttl)])
 
+    async def put_status(self, role: str, member: str, status: Body, ttl: float) -> None:
+        async with self._call("status"):
+            await self.client.set(keys.status(role, member), json.dumps(status), px=_ms(ttl))
+
+    async def statuses(self, role: str, members: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not members:
+            return {}
+        async with self._call("statuses"):
+            found = await self.client.mget([keys.status(role, m) for m in members])
+        return {m: json.loads(v) for m, v in zip(members, found, strict=True) if v is not None}
+
     async def leave(self, role: str, member: str) -> None:
         async with self._call("leave"):
             await self.client.zrem(keys.members(role), member)
@@ -278,6 +289,23 @@ class RedisBackend:
                 if ids:
                     pipe.xack(stream, group, *ids)
             await pipe.execute()
+
+    async def trim_done(self, group: str, stream: str) -> None:
+        async with self._call("trim"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xinfo_groups(stream)
+            pipe.xpending(stream, group)
+            try:
+                groups, pending = await pipe.execute()
+            except ResponseError:
+                return  # no stream or no group yet: nothing to trim
+            info = next((g for g in groups if _text(g["name"]) == group), None)
+            if info is None:
+                return
+            bound = (_text(pending["min"]) if pending and pending.get("pending")
+                     else _text(info["last-delivered-id"]))
+            if bound != "0-0":
+                await self.client.xtrim(stream, minid=bound, approximate=False)
 
     async def backlog(self, group: str, stream: str) -> int:
         async with self._call("backlog"):

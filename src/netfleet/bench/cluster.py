@@ -69,11 +69,11 @@ async def cluster(*, devices: int = 2000, seconds: float = 15.0, jobs: int = 100
             url = f"redis://127.0.0.1:{redis_pid[1]}/0"
             out["backend_overhead"] = await _overhead(url, redis_pid[0], targets,
                                                       min(devices, 500), seconds)
-            async with _controller(work, url, fleet) as (api, env):
+            async with _controller(work, url, fleet) as (api, env, controller_pid):
                 for agents in (1, 2):
                     out[f"agents_{agents}"] = await _measure(
-                        api, env, work, agents, sim.pid, redis_pid[0], seconds, jobs,
-                        devices)
+                        api, env, work, agents, sim.pid, redis_pid[0], controller_pid,
+                        seconds, jobs, devices)
                 one, two = out["agents_1"], out["agents_2"]
                 out["scaling_polls"] = round(two["polls_per_second"]
                                              / max(1e-9, one["polls_per_second"]), 2)
@@ -123,7 +123,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.asynccontextmanager
 async def _controller(work: Path, redis_url: str,
-                      fleet: Path) -> AsyncIterator[tuple[str, dict[str, str]]]:
+                      fleet: Path) -> AsyncIterator[tuple[str, dict[str, str], int]]:
     """One controller (SQLite store) with the fleet imported and an admin key."""
     database = f"sqlite:///{work / 'bench.db'}"
     key = Fernet.generate_key().decode()
@@ -150,19 +150,20 @@ async def _controller(work: Path, redis_url: str,
                     if (await http.get(api + "/health")).status_code == 200:
                         break
                 await asyncio.sleep(0.1)
-        yield api, {**env, "NETFLEET_API_KEY": str(token)}
+        yield api, {**env, "NETFLEET_API_KEY": str(token)}, proc.pid
     finally:
         _stop(proc)
 
 
 async def _owned_by(redis_url: str, names: set[str]) -> bool:
-    """Every partition's lease held by one of `names`."""
+    """Every partition's lease held by one of `names`, and each of them holding some."""
     client = aioredis.Redis.from_url(redis_url)
     try:
         held = await client.mget([keys.lease(keys.work_lease(p)) for p in range(PARTITIONS)])
     finally:
         await client.aclose()
-    return all(isinstance(h, bytes) and h.decode().rsplit(" ", 1)[0] in names for h in held)
+    holders = [h.decode().rsplit(" ", 1)[0] if isinstance(h, bytes) else None for h in held]
+    return all(h in names for h in holders) and set(holders) == names
 
 
 async def _until(check: Callable[[], Any], limit: float, what: str) -> float:
@@ -176,7 +177,8 @@ async def _until(check: Callable[[], Any], limit: float, what: str) -> float:
 
 # -- (a) and (b) -----------------------------------------------------------------------------
 async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_pid: int,
-                   redis_pid: int, seconds: float, jobs: int, devices: int) -> dict[str, Any]:
+                   redis_pid: int, controller_pid: int, seconds: float, jobs: int,
+                   devices: int) -> dict[str, Any]:
     names = [f"bench-{agents}-{i}" for i in range(agents)]
     procs = [_spawn(["agent", "--name", n, "--drain", "1"], env, work / f"{n}.log")
              for n in names]
@@ -191,21 +193,24 @@ async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_p
                     "where": ["platform=cisco_ios"]}
             response = await http.put(f"/telemetry/profiles/{PROFILE}", json=body)
             response.raise_for_status()
-            # Warm up: every session open, a few rounds of polls.
-            redis = aioredis.Redis.from_url(url)
+            # Warm up: every device polled twice (every session open).
+            backend = RedisBackend(url)
             try:
-                await asyncio.sleep(max(10.0, devices / 150))
-                added0, t0 = await _observations(redis), time.perf_counter()
+                await _until(lambda: _polled(backend, names, 2 * devices), 300,
+                             "every device polled twice")
+                polls0, t0 = await _polls(backend, names), time.perf_counter()
                 cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
                 sim0, redis0 = cpu_seconds(sim_pid), cpu_seconds(redis_pid)
+                controller0 = cpu_seconds(controller_pid)
                 await asyncio.sleep(seconds)
                 wall = time.perf_counter() - t0
-                polls = await _observations(redis) - added0
+                polls = await _polls(backend, names) - polls0
                 agent_cpu = sum(cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
                 sim_cpu = cpu_seconds(sim_pid) - sim0
                 redis_cpu = cpu_seconds(redis_pid) - redis0
+                controller_cpu = cpu_seconds(controller_pid) - controller0
             finally:
-                await redis.aclose()
+                await backend.close()
             # Polling off, then jobs on their own.
             body["enabled"] = False
             (await http.put(f"/telemetry/profiles/{PROFILE}", json=body)).raise_for_status()
@@ -216,6 +221,7 @@ async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_p
                 "polls_per_agent_cpu_second": round(polls / agent_cpu, 1) if agent_cpu else None,
                 "cpu_share": {"agents": round(agent_cpu / wall, 2),
                               "simulator": round(sim_cpu / wall, 2),
+                              "controller": round(controller_cpu / wall, 2),
                               "redis": round(redis_cpu / wall, 2)},
                 **jobs_result}
     finally:
@@ -223,14 +229,15 @@ async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_p
             _stop(proc)
 
 
-async def _observations(redis: aioredis.Redis) -> int:
-    """Entries ever added to the observation streams (one per poll or result)."""
-    total = 0
-    for p in range(PARTITIONS):
-        with contextlib.suppress(Exception):
-            info = await redis.xinfo_stream(keys.observations(p))
-            total += int(info["entries-added"])
-    return total
+async def _polls(backend: Backend, names: list[str]) -> int:
+    """Polls that worked, all these agents together (from the statuses they publish every
+    2 s: read right after one is published, so the window's ends line up within that)."""
+    found = await backend.statuses(keys.AGENTS, names)
+    return sum(int(s["polls_ok"]) for s in found.values())
+
+
+async def _polled(backend: Backend, names: list[str], count: int) -> bool:
+    return await _polls(backend, names) >= count
 
 
 async def _jobs(http: httpx.AsyncClient, count: int, devices: int) -> dict[str, Any]:

@@ -54,6 +54,7 @@ MAX_BUFFER = 200_000  # observations held while Redis is unreachable; past it po
 BACKLOG_LIMIT = 500_000  # observations waiting for recorders, all partitions, before polls stop
 STATE_RELOAD = 300.0  # seconds between full reloads of a partition's desired state
 BATCH_ITEMS = 500  # observations per stream entry at most
+TRIM_INTERVAL = 10.0  # seconds between trims of the owned work streams
 
 _Out = tuple[int, int, dict[str, Any], str | None]
 
@@ -202,9 +203,14 @@ class Agent:
         """Heartbeat, renew what we own, and move towards owning what rendezvous gives us."""
         while not self._stopping:
             await self.backend.heartbeat(keys.AGENTS, self.name, self.lease_ttl)
-            for part in list(self.owned.values()):
-                if not await self.backend.renew(keys.work_lease(part.number), self.name,
-                                                part.token, self.lease_ttl):
+            # All at once: one after another, a busy event loop (a login storm) could take
+            # longer than the TTL to get through them.
+            held = list(self.owned.values())
+            renewed = await asyncio.gather(*(
+                self.backend.renew(keys.work_lease(p.number), self.name, p.token,
+                                   self.lease_ttl) for p in held))
+            for part, ok in zip(held, renewed, strict=True):
+                if not ok and self.owned.get(part.number) is part:
                     self._lost(part)
             self._members = await self.backend.members(keys.AGENTS)
             wanted = owned(self.name, self._members, self.partitions)
@@ -497,18 +503,28 @@ class Agent:
     async def _watch_backlog(self) -> None:
         """Every few seconds: how many observations wait for the recorders (all controllers
         down, or the database): the engine polls less as it grows."""
+        trimmed = time.monotonic()
         while not self._stopping:
             total = 0
             for number in list(self.owned):
                 total += await self.backend.backlog(keys.RECORD_GROUP, keys.observations(number))
             self._backlog = total
+            await self.backend.put_status(keys.AGENTS, self.name, self.status(),
+                                          self.lease_ttl)
+            if time.monotonic() - trimmed > TRIM_INTERVAL:  # work done leaves the streams
+                for number in list(self.owned):
+                    await self.backend.trim_done(keys.WORK_GROUP, keys.work(number))
+                trimmed = time.monotonic()
             await asyncio.sleep(2.0)
 
     # -- reporting -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        return {"agent": self.name, "partitions": sorted(self.owned),
-                "members": list(self._members), "buffered": len(self._out),
+        """Counters since start, published every 2 s (controllers show them in /ready)."""
+        polls = self.engine.poll_stats
+        return {"partitions": sorted(self.owned), "buffered": len(self._out),
                 "backlog": self._backlog, **self.engine.stats(),
+                "polls_ok": polls.ok, "polls_failed": polls.failed,
+                "poll_overruns": polls.overruns, "polls_throttled": polls.throttled,
                 "tasks": self.stats.tasks, "taken_over": self.stats.taken_over,
                 "abandoned": self.stats.abandoned, "sent": self.stats.sent,
                 "dropped": self.stats.dropped, "handovers": self.stats.handovers}

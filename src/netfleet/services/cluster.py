@@ -42,6 +42,7 @@ log = structlog.get_logger("netfleet.cluster")
 
 READ_BATCH = 1000  # observation entries in flight per partition (read, not acknowledged)
 LINGER, LINGER_BELOW = 0.05, 100  # after a read of fewer entries, wait this long (seconds)
+TRIM_INTERVAL = 10.0  # seconds between trims of the recorded observation streams
 
 
 class ClusterWork:
@@ -198,6 +199,7 @@ class Recorder:
         self.owned: dict[int, int] = {}  # partition -> lease token
         self._fresh: set[int] = set()  # acquired; what the last recorder left comes first
         self._batch = asyncio.Lock()  # a partition is released only between batches
+        self._trimmed = time.monotonic()
         self._tokens: dict[int, int] = {}  # partition -> highest agent token seen
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -240,9 +242,12 @@ class Recorder:
     async def _membership(self) -> None:
         while not self._stopping:
             await self.backend.heartbeat(keys.RECORDERS, self.name, self.lease_ttl)
-            for number, token in list(self.owned.items()):
-                if not await self.backend.renew(keys.record_lease(number), self.name, token,
-                                                self.lease_ttl):
+            held = list(self.owned.items())
+            renewed = await asyncio.gather(*(
+                self.backend.renew(keys.record_lease(n), self.name, t, self.lease_ttl)
+                for n, t in held))
+            for (number, token), ok in zip(held, renewed, strict=True):
+                if not ok and self.owned.get(number) == token:
                     self.owned.pop(number, None)
             members = await self.backend.members(keys.RECORDERS)
             wanted = owned(self.name, members, self.partitions)
@@ -277,6 +282,11 @@ class Recorder:
                                                        count=READ_BATCH, block=0.5)
                 if messages:
                     await self.record(messages)
+                if time.monotonic() - self._trimmed > TRIM_INTERVAL:  # recorded: drop them
+                    for number in sorted(self.owned):
+                        await self.backend.trim_done(keys.RECORD_GROUP,
+                                                     keys.observations(number))
+                    self._trimmed = time.monotonic()
             if len(messages) < LINGER_BELOW:  # few at a time: let more gather (fewer trips)
                 await asyncio.sleep(LINGER)
 

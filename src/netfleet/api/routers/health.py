@@ -41,7 +41,9 @@ async def ready(svc: ServicesDep, response: Response) -> dict[str, Any]:
         try:
             async with asyncio.timeout(5):
                 await cluster.backend.ping()
-                backend["agents"] = len(await cluster.backend.members(keys.AGENTS))
+                agents = await cluster.backend.members(keys.AGENTS)
+                backend["agents"] = len(agents)
+                backend["agent_status"] = await cluster.backend.statuses(keys.AGENTS, agents)
         except Exception as exc:
             backend["status"] = f"unreachable: {type(exc).__name__}"
             problems.append(f"redis {backend['status']}")
