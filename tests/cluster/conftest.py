@@ -26,7 +26,7 @@ from netfleet.backends import keys
 from netfleet.backends.partitions import partition_of
 from netfleet.settings import load_settings
 from netfleet.store import Store, migrate
-from tests.conftest import PG_ADMIN, _admin, free_port
+from tests.conftest import PG_ADMIN, RunningSim, _admin, free_port
 
 T = TypeVar("T")
 
@@ -83,7 +83,8 @@ class Proc:
 
 
 class Cluster:
-    def __init__(self, root: Path, database_url: str, redis_url: str = REDIS_URL) -> None:
+    def __init__(self, root: Path, database_url: str, redis_url: str = REDIS_URL,
+                 simulator_url: str | None = None) -> None:
         self.root = root
         self.redis = redis.Redis.from_url(redis_url)
         self.redis.flushdb()
@@ -92,7 +93,8 @@ class Cluster:
                     "NETFLEET_SECRET_KEY": Fernet.generate_key().decode(),
                     "NETFLEET_LEASE_TTL": str(LEASE_TTL),
                     "NETFLEET_PARTITIONS": str(PARTITIONS),
-                    "NETFLEET_SECRET_KEY_FILE": str(root / "unused.key")}
+                    "NETFLEET_SECRET_KEY_FILE": str(root / "unused.key"),
+                    **({"NETFLEET_SIMULATOR_URL": simulator_url} if simulator_url else {})}
         settings = load_settings(database_url=database_url,
                                  secret_key=self.env["NETFLEET_SECRET_KEY"])
         self.token = asyncio.run(_admin_key(settings))
@@ -279,9 +281,10 @@ def cluster_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory,
-            cluster_database: str) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("cluster"), cluster_database)
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_database: str,
+            sim: RunningSim) -> Iterator[Cluster]:
+    running = Cluster(tmp_path_factory.mktemp("cluster"), cluster_database,
+                      simulator_url=sim.control())
     try:
         until(running.ready, timeout=60, what="two controllers ready, two agents owning "
                                               "every partition")

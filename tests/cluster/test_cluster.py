@@ -161,3 +161,29 @@ async def test_every_job_fires_its_webhook_once_whichever_controller_records_it(
     assert sorted(e["data"]["id"] for e in events) == sorted(ids)
     assert all(e["event"] == "job.finished" and e["data"]["status"] == "succeeded"
                for e in events)
+
+
+def test_a_deployment_is_planned_by_the_leading_controller_and_converges(
+        cluster: Cluster, sim: RunningSim) -> None:
+    template = ("interface GigabitEthernet1/0/1\n"
+                " description {{ deployment.name }} node {{ node.ordinal }}\n")
+    with cluster.client(0) as first, cluster.client(1) as second:
+        leaders = [httpx.get(url + "/ready", timeout=10).json()["backend"]["leads_planners"]
+                   for _, url in cluster.controllers]
+        assert sorted(leaders) == [False, True]  # exactly one controller plans
+        made = second.post("/deployments", json={
+            "name": "cluster-edge", "target_node_count": 3, "config_template": template})
+        assert made.status_code == 201, made.text
+        deployment = made.json()["id"]
+
+        def ready() -> dict[str, Any] | None:
+            found: dict[str, Any] = first.get(f"/deployments/{deployment}").json()
+            return found if found["status"] == "ready" else None
+
+        done = until(ready, timeout=60, what="the deployment ready")
+        assert done is not None and done["node_counts"] == {"running": 3}
+        nodes = second.get(f"/deployments/{deployment}/nodes").json()
+        for node in nodes:  # configured over SSH by the agents
+            devices = sim.run(lambda: dict(sim.server.devices))
+            text = devices[node["device"]].running.interfaces["GigabitEthernet1/0/1"].description
+            assert text == f"cluster-edge node {node['ordinal']}"
