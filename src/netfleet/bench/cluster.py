@@ -12,7 +12,7 @@
     rate; CPU per poll of that process (plus Redis's own CPU, for the Redis backend).
 
 Redis is a server of the benchmark's own (so it starts empty and can be measured); the store
-is a SQLite file (the controller's writes are not what is measured).
+is PostgreSQL (a database made for the run) or a SQLite file.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ import contextlib
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from netfleet.backends import Backend, MemoryBackend, RedisBackend, keys
+from netfleet.bench.poll import _pg_database
 from netfleet.bench.sim import _free_port, cpu_seconds, simulator
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
@@ -54,7 +57,23 @@ PROFILE = "cisco_ios-cpu"
 
 
 async def cluster(*, devices: int = 2000, seconds: float = 15.0, jobs: int = 1000,
-                  lease_ttl: float = 10.0) -> dict[str, Any]:
+                  lease_ttl: float = 10.0,
+                  postgres_admin_url: str | None = None) -> dict[str, Any]:
+    """On SQLite, or on a new PostgreSQL database made from `postgres_admin_url`."""
+    database, drop = None, None
+    if postgres_admin_url:
+        database, drop = await _pg_database(postgres_admin_url)
+    try:
+        out = await _cluster(devices, seconds, jobs, lease_ttl, database)
+    finally:
+        if drop is not None:
+            await drop()
+    out["database"] = "postgresql" if postgres_admin_url else "sqlite"
+    return out
+
+
+async def _cluster(devices: int, seconds: float, jobs: int, lease_ttl: float,
+                   database: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fleet = work / "fleet.yaml"
@@ -69,7 +88,7 @@ async def cluster(*, devices: int = 2000, seconds: float = 15.0, jobs: int = 100
             url = f"redis://127.0.0.1:{redis_pid[1]}/0"
             out["backend_overhead"] = await _overhead(url, redis_pid[0], targets,
                                                       min(devices, 500), seconds)
-            async with _controller(work, url, fleet) as (api, env, controller_pid):
+            async with _controller(work, url, fleet, database) as (api, env, controller_pid):
                 for agents in (1, 2):
                     out[f"agents_{agents}"] = await _measure(
                         api, env, work, agents, sim.pid, redis_pid[0], controller_pid,
@@ -122,10 +141,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _controller(work: Path, redis_url: str,
-                      fleet: Path) -> AsyncIterator[tuple[str, dict[str, str], int]]:
-    """One controller (SQLite store) with the fleet imported and an admin key."""
-    database = f"sqlite:///{work / 'bench.db'}"
+async def _controller(work: Path, redis_url: str, fleet: Path, database: str | None
+                      ) -> AsyncIterator[tuple[str, dict[str, str], int]]:
+    """One controller with the fleet imported and an admin key."""
+    database = database or f"sqlite:///{work / 'bench.db'}"
     key = Fernet.generate_key().decode()
     env = {**os.environ, "NETFLEET_DATABASE_URL": database, "NETFLEET_REDIS_URL": redis_url,
            "NETFLEET_SECRET_KEY": key, "NETFLEET_PARTITIONS": str(PARTITIONS),
@@ -243,22 +262,38 @@ async def _polled(backend: Backend, names: list[str], count: int) -> bool:
 async def _jobs(http: httpx.AsyncClient, count: int, devices: int) -> dict[str, Any]:
     gate = asyncio.Semaphore(50)
     failed = 0
+    spans: list[tuple[float, float, float, float]] = []  # accepted, queued, ran, answered
 
     async def one(i: int) -> None:
         nonlocal failed
         async with gate:
+            sent = time.time()
             response = await http.post("/jobs", json={
                 "kind": "command", "device": f"ios-{(i % devices) + 1:05d}",
                 "commands": ["show clock"]})
             response.raise_for_status()
+            accepted = time.time()
             done = (await http.get(f"/jobs/{response.json()['id']}",
                                    params={"wait": 60})).json()
+            answered = time.time()
             failed += done["status"] != "succeeded"
+            result = done["results"][0]
+            if result.get("started_at") and result.get("finished_at"):
+                start, end = (_epoch(result["started_at"]), _epoch(result["finished_at"]))
+                spans.append((accepted - sent, start - accepted, end - start, answered - end))
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
     wall = time.perf_counter() - started
-    return {"jobs": count, "jobs_failed": failed, "jobs_per_second": round(count / wall, 1)}
+    where = {name: round(statistics.median(s[k] for s in spans) * 1000, 1)
+             for k, name in enumerate(("accept_ms", "accepted_to_started_ms", "run_ms",
+                                       "finished_to_answered_ms"))} if spans else {}
+    return {"jobs": count, "jobs_failed": failed, "jobs_per_second": round(count / wall, 1),
+            "job_median_spans": where}
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 # -- (c) -------------------------------------------------------------------------------------

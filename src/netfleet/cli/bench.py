@@ -112,11 +112,15 @@ def cluster(
     seconds: Annotated[float, typer.Option(min=5.0, help="Measuring time per run.")] = 15.0,
     jobs: Annotated[int, typer.Option(min=10)] = 1000,
     lease_ttl: Annotated[float, typer.Option(min=1.0, help="For the failover run.")] = 10.0,
+    postgres_admin_url: Annotated[str, typer.Option(
+        help="Run on a new PostgreSQL database made from this one; '' runs on SQLite.")]
+    = "postgresql://postgres@127.0.0.1:5432/test",
 ) -> None:
     """Cluster: polls/s and jobs/s with 1 and 2 agent processes, failover after a SIGKILL,
     and the Redis backend's overhead against the memory backend."""
     from netfleet.bench import cluster as bench_cluster
 
     result = runtime.run(bench_cluster.cluster(devices=devices, seconds=seconds, jobs=jobs,
-                                               lease_ttl=lease_ttl))
+                                               lease_ttl=lease_ttl,
+                                               postgres_admin_url=postgres_admin_url or None))
     typer.echo(json.dumps(result, indent=2))
