@@ -156,3 +156,24 @@ def test_redis_restarted_without_its_data_fails_the_lost_work_and_carries_on(
         again = job(second, {"kind": "command", "device": device.name,
                              "commands": ["show version"]})
         assert finished(first, again)["status"] == "succeeded"
+
+
+def test_a_job_that_redis_cannot_take_is_refused_and_left_failed_not_queued(
+        fragile: tuple[Cluster, RedisServer, Proxy], sim: RunningSim) -> None:
+    cluster, server, _ = fragile
+    with cluster.client(0) as client:
+        [device] = register(client, sim, "cisco_ios", 1)
+        server.kill()
+        try:
+            refused = client.post("/jobs", json={"kind": "command", "device": device.name,
+                                                 "commands": ["show version"]})
+            assert refused.status_code == 503, refused.text
+            assert "Redis" in refused.json()["detail"]
+        finally:
+            server.start()
+        jobs = client.get("/jobs", params={"device": device.name}).json()["jobs"]
+        [stored] = jobs
+        assert stored["status"] == "failed"  # ended: nothing waits for it
+        detail = finished(client, stored["id"])
+        assert detail["results"][0]["category"] == "backend"
+        until(cluster.ready, timeout=60, what="the cluster back on Redis")

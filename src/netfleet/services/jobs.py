@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
@@ -20,7 +20,7 @@ from typing import Any, cast
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from netfleet.domain.errors import InvalidInput, NotFound, RenderError
+from netfleet.domain.errors import BackendUnavailable, InvalidInput, NotFound, RenderError
 from netfleet.domain.jobs import (
     DeviceResult,
     DeviceTask,
@@ -188,8 +188,25 @@ class JobService:
         else:
             targets = {t.device: target for t in queued
                        if (target := self._targets.get(t.device, (0, None))[1]) is not None}
-            await self.remote.submit(queued, targets)
+            try:
+                await self.remote.submit(queued, targets)
+            except BackendUnavailable:
+                await self._not_queued(detail.job.id, children)
+                raise  # 503: nothing was queued; the job is stored as failed
         return submitted
+
+    async def _not_queued(self, job: str, children: Mapping[str, str]) -> None:
+        """Redis could not take the job's work: end the stored job (failed, category
+        `backend`) so that nothing waits for it, and forget it here."""
+        self._running.pop(job, None)
+        for child in children:
+            self._parent_of.pop(child, None)
+        updates = [ResultUpdate(job_id=child, status="failed", category="backend",
+                                message="Redis was unreachable: the job was not queued; "
+                                        "submit it again") for child in children]
+        with contextlib.suppress(Exception):
+            async with self.store.transaction() as tx:
+                await tx.jobs.record_results(updates)
 
     async def _create(self, tx: Tx, request: JobRequest, selector: Selector,
                       requested_by: str) -> tuple[JobDetail, dict[str, DeviceTask]]:
