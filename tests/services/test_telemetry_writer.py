@@ -195,3 +195,21 @@ async def test_maintenance_rolls_up_whole_minutes_and_drops_what_is_past_retenti
             with contextlib.suppress(NotFound):
                 await tx.devices.delete("m-a")
         await store.close()
+
+
+async def test_controllers_starting_together_on_a_new_database_both_store_the_builtins() -> None:
+    name = f"netfleet_test_race_{secrets.token_hex(4)}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    stores = []
+    try:
+        await migrate(url)
+        stores = [Store(create_engine(url), SecretBox.generate()) for _ in range(4)]
+        await asyncio.gather(*(TelemetryService(s).ensure_builtin() for s in stores))
+        async with stores[0].transaction(readonly=True) as tx:
+            names = sorted(p.name for p in await tx.telemetry.profiles())
+        assert PROFILE in names and len(names) == len(set(names))
+    finally:
+        for store in stores:
+            await store.close()
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

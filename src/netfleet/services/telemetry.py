@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import Histogram
+from sqlalchemy.exc import IntegrityError
 
 from netfleet.analytics import Bottleneck, detect
 from netfleet.domain.errors import Conflict, InvalidInput, NotFound
@@ -169,12 +170,19 @@ class TelemetryService:
 
     # -- profiles and assignment -----------------------------------------------------------
     async def ensure_builtin(self) -> None:
-        """Store the built-in profiles that are not stored yet (assigned to no device)."""
-        async with self.store.transaction() as tx:
+        """Store the built-in profiles that are not stored yet (assigned to no device). Each
+        in its own transaction: controllers starting together on a new database race to
+        store them, and one that loses finds the profile there."""
+        async with self.store.transaction(readonly=True) as tx:
             have = {p.name for p in await tx.telemetry.profiles()}
-            for name, profile in builtin_profiles().items():
-                if name not in have:
+        for name, profile in builtin_profiles().items():
+            if name in have:
+                continue
+            try:
+                async with self.store.transaction() as tx:
                     await tx.telemetry.put_profile(name, _body(profile), [], create=True)
+            except (Conflict, IntegrityError):
+                log.info("built-in profile stored meanwhile by another process", profile=name)
 
     async def profiles(self) -> list[ProfileView]:
         async with self.store.transaction(readonly=True) as tx:
