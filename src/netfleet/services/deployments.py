@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import structlog
 from jinja2 import TemplateSyntaxError
+from sqlalchemy.exc import DBAPIError
 
 from netfleet.domain.deployments import (
     Event,
@@ -41,7 +42,7 @@ from netfleet.services.providers import Provider, StepFailed
 from netfleet.services.telemetry import TelemetryService
 from netfleet.store import Store
 from netfleet.store.batch import WriteBatcher
-from netfleet.store.db import Tx
+from netfleet.store.db import Tx, is_deadlock
 from netfleet.store.deployments import Deployment, DeploymentSpec, Node
 from netfleet.store.models import utcnow
 
@@ -221,6 +222,20 @@ class DeploymentService:
         bump = any(k in changes and changes[k] != getattr(current, k)
                    for k in ("config_template", "vars"))
         said = ", ".join(f"{k}" for k in sorted(changes)) or "nothing"
+        for attempt in range(1, 4):
+            try:
+                return await self._update(deployment_id, current, changes, actor=actor,
+                                          bump=bump, said=said)
+            except DBAPIError as exc:  # raced the planners' node writes: run it again
+                if not is_deadlock(exc) or attempt == 3:
+                    raise
+                log.info("deployment update deadlocked with the planner; retrying",
+                         deployment=deployment_id)
+                await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _update(self, deployment_id: str, current: Deployment, changes: dict[str, Any],
+                      *, actor: str, bump: bool, said: str) -> Deployment:
         async with self.store.transaction() as tx:
             updated = await tx.deployments.change(
                 deployment_id, actor=actor, bump_generation=bump,

@@ -14,6 +14,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -108,6 +109,14 @@ def _upgrade(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """PostgreSQL aborted this transaction to break a deadlock (SQLSTATE 40P01): run it
+    again."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, DBAPIError) and (
+        getattr(orig, "sqlstate", None) == "40P01" or "deadlock detected" in str(orig))
 
 
 @dataclass(frozen=True, slots=True)
