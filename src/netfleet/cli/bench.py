@@ -124,3 +124,25 @@ def cluster(
                                                lease_ttl=lease_ttl,
                                                postgres_admin_url=postgres_admin_url or None))
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("chaos")
+def chaos(
+    devices: Annotated[int, typer.Option(min=2, max=5_000)] = 100,
+    seconds: Annotated[float, typer.Option(min=5.0, help="Of load and chaos.")] = 90.0,
+    kills: Annotated[int, typer.Option(min=0, help="Of each: an agent, Redis.")] = 4,
+    seed: Annotated[int, typer.Option()] = 1,
+    postgres_admin_url: Annotated[str, typer.Option(
+        help="The benchmark's database is made from this one.")]
+    = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """A cluster under load while agents and Redis are killed (SIGKILL) and started again;
+    then checks that every accepted job ended, per-device order held, no sample is stored
+    twice. Exits 1 when a check failed."""
+    from netfleet.bench import chaos as bench_chaos
+
+    result = runtime.run(bench_chaos.chaos(devices=devices, seconds=seconds, kills=kills,
+                                           seed=seed, postgres_admin_url=postgres_admin_url))
+    typer.echo(json.dumps(result, indent=2))
+    if not result.get("passed"):
+        raise typer.Exit(1)
