@@ -111,6 +111,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._muted = False  # stopping: report nothing more
+        self._stale: set[str] = set()  # jobs cancelled with a lost lease, not yet reported
         self._members: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -278,6 +279,9 @@ class Agent:
         jobs = self._work_of(part.number)
         for job in jobs:
             del self._work[job]
+        # Their cancellation reports later, when the partition may be ours again under a new
+        # lease with the same jobs taken over: that stale report must not end the re-run.
+        self._stale.update(jobs)
         self.engine.cancel(set(jobs))
         self._replan()
 
@@ -415,6 +419,10 @@ class Agent:
 
     # -- observations ----------------------------------------------------------------------
     def _on_result(self, result: DeviceResult) -> None:
+        if result.job_id in self._stale:  # from before a lost lease: not this run's
+            if Status(result.status).final:
+                self._stale.discard(result.job_id)
+            return
         number = partition_of(result.device, self.partitions)
         part = self.owned.get(number)
         if part is None or self._muted:  # lost the partition: the new owner reports
