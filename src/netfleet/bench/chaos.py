@@ -42,7 +42,7 @@ from cryptography.fernet import Fernet
 from netfleet import runtime
 from netfleet.backends import keys
 from netfleet.backends.partitions import partition_of
-from netfleet.bench.sim import _free_port, simulator
+from netfleet.bench.sim import _free_port, cpu_seconds, simulator
 from netfleet.services.inventory import import_file
 from netfleet.settings import load_settings
 from netfleet.store import Store, create_engine, migrate
@@ -59,7 +59,7 @@ SUBMIT_TIMEOUT = 30.0  # seconds; a POST not answered by then is counted as `no_
 STARTUP_LIMIT = 90.0  # seconds for the cluster to be ready
 SETTLE_BASE, SETTLE_PER_DEVICE = 30.0, 0.3  # seconds after the load for every job to end
 SAMPLED_DEVICES = 4  # devices whose stored samples are checked
-CLOSE = 0.5  # seconds: samples of one series closer than this mean two pollers
+CLOSE = 0.5  # seconds: samples of a series closer: two pollers, or a handover's first poll
 
 
 def job_rate(devices: int) -> float:
@@ -102,8 +102,19 @@ class Child:
         except subprocess.TimeoutExpired:
             await self.kill()
 
-    def tracebacks(self) -> int:
-        return self.log.read_text(errors="replace").count("Traceback") if self.log.exists() else 0
+    def count(self, text: str) -> int:
+        """Lines of its log (all its runs) that hold `text`."""
+        if not self.log.exists():
+            return 0
+        return sum(text in line for line in self.log.read_text(errors="replace").splitlines())
+
+    def cpu(self) -> float:
+        """CPU seconds of the running process (0 if it is not running)."""
+        if self.popen is None or self.popen.poll() is not None:
+            return 0.0
+        with contextlib.suppress(OSError):
+            return cpu_seconds(self.popen.pid)
+        return 0.0
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -113,6 +124,7 @@ class Cluster:
     """Redis, two controllers and two agents, on one database."""
 
     def __init__(self, work: Path, logs: Path, database_url: str, secret: str) -> None:
+        self.database_url, self.secret = database_url, secret
         self.redis_port = _free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.env = {**os.environ, "NETFLEET_DATABASE_URL": database_url,
@@ -133,6 +145,7 @@ class Cluster:
         self.agents = {name: self._netfleet(name, logs, ["agent", "--name", name,
                                                          "--drain", "1"])
                        for name in AGENTS}
+        self.sim_pid: int | None = None  # the simulator's (not started here)
 
     def _netfleet(self, name: str, logs: Path, args: list[str]) -> Child:
         return Child(name, [sys.executable, "-m", "netfleet", "--log-level", "info", *args],
@@ -345,21 +358,26 @@ class Tap:
         self.lines: dict[str, list[str]] = {}  # device -> what happened, in stream order
 
     async def run(self) -> None:
-        client = aioredis.Redis(port=self.port, socket_timeout=5)
-        try:
-            while True:
-                try:
-                    streams: Any = dict(self.last)
-                    found: Any = await client.xread(streams, count=1000, block=500)
-                except (aioredis.RedisError, OSError):
-                    await asyncio.sleep(0.5)  # Redis is down (killed): read on when it is up
-                    continue
-                for stream, entries in found or []:
-                    for entry_id, fields in entries:
-                        self.last[_text(stream)] = _text(entry_id)
-                        self._note(_text(stream), _text(entry_id), fields)
-        finally:
-            await client.aclose()
+        while True:
+            client = aioredis.Redis(port=self.port, socket_timeout=5)
+            try:
+                await self._read(client)
+            except (aioredis.RedisError, OSError, RuntimeError):
+                # Redis is down (killed), or its connection with it (uvloop raises
+                # RuntimeError on a closed transport): read on with a new client.
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def _read(self, client: aioredis.Redis) -> None:
+        while True:
+            streams: Any = dict(self.last)
+            found: Any = await client.xread(streams, count=1000, block=500)
+            for stream, entries in found or []:
+                for entry_id, fields in entries:
+                    self.last[_text(stream)] = _text(entry_id)
+                    self._note(_text(stream), _text(entry_id), fields)
 
     def _note(self, stream: str, entry: str, fields: Any) -> None:
         if b"b" not in fields:
@@ -527,17 +545,31 @@ async def _settle(client: httpx.AsyncClient, accepted: Iterable[str], limit: flo
         await asyncio.sleep(1.0)
 
 
-async def _details(client: httpx.AsyncClient, ids: list[str]) -> dict[str, dict[str, Any]]:
-    gate = asyncio.Semaphore(8)
+async def _details(database_url: str, secret: str,
+                   ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Every accepted job with its device results, read from the store in one transaction
+    (hundreds of GETs to controllers still busy with a churning cluster can take minutes).
+    A result's `child` is the per-device job id the agents and the trace name."""
+    store = Store.from_settings(load_settings(database_url=database_url, secret_key=secret))
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        async with store.transaction(readonly=True) as tx:
+            for job_id in ids:
+                detail = await tx.jobs.get(job_id)
+                found[job_id] = {"status": str(detail.job.status), "results": [{
+                    "child": r.job_id, "status": str(r.status), "category": r.category,
+                    "message": r.message, "attempt": r.attempt,
+                    "queued_at": _iso(r.queued_at), "started_at": _iso(r.started_at),
+                    "finished_at": _iso(r.finished_at)} for r in detail.results]}
+    finally:
+        await store.close()
+    return found
 
-    async def one(job_id: str) -> tuple[str, dict[str, Any]]:
-        async with gate:
-            response = await client.get(f"/jobs/{job_id}")
-            response.raise_for_status()
-            body: dict[str, Any] = response.json()
-            return job_id, body
 
-    return dict(await asyncio.gather(*(one(i) for i in ids)))
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def _at(value: str | None) -> float | None:
@@ -565,8 +597,9 @@ def _check_final(accepted: list[Accepted], details: dict[str, dict[str, Any]],
                 "id": job.id, "kind": job.kind, "device": job.device, "seq": job.seq,
                 "partition": partition_of(job.device, PARTITIONS), "status": status,
                 "via": job.via, "results": [
-                    {k: r.get(k) for k in ("status", "category", "message", "attempt",
-                                           "queued_at", "started_at", "finished_at")}
+                    {k: r.get(k) for k in ("child", "status", "category", "message",
+                                           "attempt", "queued_at", "started_at",
+                                           "finished_at")}
                     for r in body.get("results", [])]})
     return {"passed": not unfinished, "accepted": len(accepted),
             "by_status": dict(by_status), "by_kind": {k: dict(v) for k, v in by_kind.items()},
@@ -668,12 +701,13 @@ async def chaos(*, devices: int, seconds: float, kills: int, seed: int,
                     "--base-ip", "127.9.0.1", "--degraded", "0", "--seed", str(seed),
                     "--command-jitter", "0.1s", "--out", str(fleet),
                     *(a for p in PLATFORMS for a in ("--platform", p))]
-        async with simulator(sim_args, wait_devices=devices), \
+        async with simulator(sim_args, wait_devices=devices) as sim, \
                 _database(postgres_admin_url) as database_url:
             secret = Fernet.generate_key().decode()
             token = await _prepare(database_url, secret, fleet)
             names = [d["name"] for d in yaml.safe_load(fleet.read_text())["devices"]]
             cluster = Cluster(work, logs or work, database_url, secret)
+            cluster.sim_pid = sim.pid
             try:
                 t0 = time.monotonic()
                 await cluster.start()
@@ -684,8 +718,10 @@ async def chaos(*, devices: int, seconds: float, kills: int, seed: int,
                 report["error"] = f"{type(exc).__name__}: {exc}"
             finally:
                 await cluster.stop()
-                report["tracebacks_in_logs"] = {c.name: c.tracebacks()
+                report["tracebacks_in_logs"] = {c.name: c.count("Traceback")
                                                 for c in cluster.children}
+                report["leases_lost"] = {name: agent.count("partition lease lost")
+                                         for name, agent in cluster.agents.items()}
                 if not report.get("passed"):
                     report["logs"] = {c.name: c.tail() for c in cluster.children}
     return report
@@ -704,6 +740,8 @@ async def _run(cluster: Cluster, token: str, names: list[str], seconds: float, k
                                                 "a stored sample of every sampled device"), 1)
         load = Load(clients, names, random.Random(seed), rate)
         begin, started = time.time(), time.monotonic()
+        cpu = {c.name: (c.pid, c.cpu()) for c in cluster.children}
+        sim_cpu = cpu_seconds(cluster.sim_pid) if cluster.sim_pid else 0.0
         tap = Tap(cluster.redis_port, begin)
         tapping = asyncio.create_task(tap.run())
         try:
@@ -711,6 +749,14 @@ async def _run(cluster: Cluster, token: str, names: list[str], seconds: float, k
                 load.run(seconds),
                 _havoc(cluster, kills, seconds, random.Random(seed + 1), started))
             end = time.time()
+            # CPU seconds per second of load (a process started again counts from its restart).
+            report["cpu_share_during_load"] = {
+                c.name: round((c.cpu() - (cpu[c.name][1] if cpu[c.name][0] == c.pid else 0))
+                              / (end - begin), 2) for c in cluster.children}
+            if cluster.sim_pid:
+                report["cpu_share_during_load"]["simulator"] = round(
+                    (cpu_seconds(cluster.sim_pid) - sim_cpu) / (end - begin), 2)
+            report["load_average"] = [round(x, 2) for x in os.getloadavg()]
             report.update(load_started_at=datetime.fromtimestamp(begin, UTC).isoformat(),
                           load_s=round(end - begin, 1), kill_log=kill_log, submitted={
                               "accepted": len(load.accepted),
@@ -737,7 +783,7 @@ async def _after(cluster: Cluster, client: httpx.AsyncClient, accepted: list[Acc
     devices = int(report["settings"]["devices"])
     settle_s, statuses = await _settle(client, ids, SETTLE_BASE + SETTLE_PER_DEVICE * devices)
     report["settle_s"] = round(settle_s, 1)
-    details = await _details(client, ids)
+    details = await _details(cluster.database_url, cluster.secret, ids)
     checks = {
         "every_accepted_job_final": _check_final(accepted, details, statuses),
         "config_jobs_in_submission_order": _check_order(accepted, details, begin),
@@ -749,7 +795,7 @@ async def _after(cluster: Cluster, client: httpx.AsyncClient, accepted: list[Acc
     known = set(ids)
     report["stored_but_not_accepted"] = dict(Counter(
         status for job, status in statuses.items() if job not in known))
-    with contextlib.suppress(aioredis.RedisError):
+    with contextlib.suppress(aioredis.RedisError, OSError, RuntimeError):
         report["work_pending_in_redis"] = await cluster.pending_work()
         held_up = sorted({j["device"] for j in checks["every_accepted_job_final"][
             "unfinished_examples"]} | {v["device"] for v in checks[
@@ -776,9 +822,21 @@ def main() -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the report on one line (default: indented)")
     args = parser.parse_args()
-    report = runtime.run(chaos(devices=args.devices, seconds=args.seconds, kills=args.kills,
-                               seed=args.seed, postgres_admin_url=args.postgres_admin_url,
-                               logs=args.logs))
+
+    async def run() -> dict[str, Any]:
+        # SIGTERM cancels the run like Ctrl-C does: every process started is still stopped
+        # and the database dropped (the default action would leave them all behind).
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        return await chaos(devices=args.devices, seconds=args.seconds, kills=args.kills,
+                           seed=args.seed, postgres_admin_url=args.postgres_admin_url,
+                           logs=args.logs)
+
+    try:
+        report = runtime.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise SystemExit("interrupted: every process stopped, the database dropped") from None
     print(json.dumps(report, indent=None if args.json else 2))
     raise SystemExit(0 if report.get("passed") else 1)
 
