@@ -113,6 +113,21 @@ async def test_a_takeover_hands_over_every_pending_entry(backend: Backend) -> No
     assert {m.deliveries for m in taken} == {2}
 
 
+async def test_a_second_takeover_skips_what_the_first_handed_over(backend: Backend) -> None:
+    """An agent takes a partition over twice: the second time it wants only what an old
+    owner's last read got meanwhile, not the entries it is running already."""
+    await backend.add({S1: [{"n": i} for i in range(4)]})
+    await backend.read("g", "old", [S1], count=2, block=0)
+    first = await backend.takeover("g", "new", S1)
+    late = await backend.read("g", "old", [S1], count=1, block=0)  # the old owner's last read
+    second = await backend.takeover("g", "new", S1, skip={m.id for m in first})
+    assert [(m.body["n"], m.deliveries) for m in second] == [(2, 2)]
+    assert [m.id for m in second] == [m.id for m in late]
+    # What was skipped is left as it was: pending for "new", delivered twice.
+    again = await backend.takeover("g", "other", S1)
+    assert [(m.body["n"], m.deliveries) for m in again] == [(0, 3), (1, 3), (2, 3)]
+
+
 async def test_a_takeover_in_a_new_group_finds_nothing(backend: Backend) -> None:
     await backend.add({S1: [{"n": 1}]})
     assert await backend.takeover("g", "a", S1) == []

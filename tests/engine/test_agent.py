@@ -8,7 +8,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -177,6 +177,98 @@ async def test_a_dead_agents_work_is_taken_over_in_order_as_the_next_attempt(
         assert second.stats.taken_over >= 1
     finally:
         await second.stop(drain=1)
+        await recorder.stop()
+
+
+async def test_work_an_old_owners_last_read_got_is_taken_over_not_left_behind(
+        backend: Backend, sim: RunningSim) -> None:
+    """A read the old owner had in flight across a handover gets an entry after the new
+    owner's takeover: the new owner's second takeover, before it reads, runs it."""
+    [device] = sim.add(1, "cisco_ios")
+    work = ClusterWork(backend, SECRET, PARTITIONS)
+    await work.start()
+    seen = Seen()
+    recorder, agent = make_recorder(backend, seen), make_agent(backend, "new-owner")
+    recorder.start()
+    number = work.partition(device.name)
+    await agent.start()
+    try:
+        part = await until(lambda: (p := agent.owned.get(number)) is not None and p.taken and p,
+                           what="the first takeover done")
+        assert not part.reading  # settling: the old owner's read may still be in flight
+        await work.submit([config("late", device.name, 1)], {device.name: target(sim, device)})
+        got = await backend.read(keys.WORK_GROUP, "old-owner", [keys.work(number)], count=10,
+                                 block=0)
+        assert [m.body["task"]["job_id"] for m in got] == ["late"]
+        await until(lambda: seen.final("late"), what="the entry the old owner read, run")
+        done = seen.final("late")
+        assert done is not None and done.status == "succeeded" and done.attempt == 2
+        assert await backend.backlog(keys.WORK_GROUP, keys.work(number)) == 0
+    finally:
+        await agent.stop(drain=1)
+        await recorder.stop()
+
+
+class Stalling:
+    """A backend whose lease renewals hang while `stalled`: an agent too busy to renew, or
+    cut off from Redis for its leases, while other agents carry on."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.stalled = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
+        while self.stalled:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return await self.inner.renew(name, holder, token, ttl)
+
+
+async def test_an_agent_that_cannot_renew_stops_before_another_takes_over(
+        backend: Backend, sim: RunningSim) -> None:
+    devices = sim.add(4, "cisco_ios")
+    work = ClusterWork(backend, SECRET, PARTITIONS)
+    await work.start()
+    seen = Seen()
+    stalling = Stalling(backend)
+    recorder = make_recorder(backend, seen)
+    stalled = make_agent(cast(Backend, stalling), "agent-stalls")
+    other = make_agent(backend, "agent-carries-on")
+    recorder.start()
+    await stalled.start()
+    overlap: set[int] = set()
+
+    async def watch() -> None:  # no partition is ever owned by both
+        while True:
+            overlap.update(set(stalled.owned) & set(other.owned))
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await until(lambda: all(p.reading for p in stalled.owned.values())
+                    and len(stalled.owned) == PARTITIONS, what="every partition owned")
+        stalling.stalled = True
+        before = stalled.stats.tasks
+        await other.start()
+        await until(lambda: not stalled.owned, timeout=TTL + 1,
+                    what="the stalled agent dropping its partitions")
+        await until(lambda: len(other.owned) == PARTITIONS, timeout=TTL + 10,
+                    what="the other agent owning them all")
+        jobs = [config(f"j{i}", d.name, i) for i, d in enumerate(devices)]
+        await work.submit(jobs, {d.name: target(sim, d) for d in devices})
+        await until(lambda: all(seen.final(t.job_id) for t in jobs), what="every job done")
+        assert all(r is not None and r.status == "succeeded"
+                   for r in (seen.final(t.job_id) for t in jobs))
+        assert stalled.stats.tasks == before  # it read nothing after its deadline
+        assert not overlap, f"partitions owned by two agents at once: {sorted(overlap)}"
+        assert stalled.stats.lost >= PARTITIONS
+    finally:
+        watcher.cancel()
+        stalling.stalled = False
+        await stalled.stop(drain=1)
+        await other.stop(drain=1)
         await recorder.stop()
 
 

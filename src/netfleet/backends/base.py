@@ -15,7 +15,7 @@ every acquisition of that name, so work done under an older token can be told ap
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,10 +99,11 @@ class Backend(Protocol):
         is there (0: do not wait). A missing group is created at the stream's start."""
         ...
 
-    async def takeover(self, group: str, consumer: str, stream: str) -> list[Message]:
+    async def takeover(self, group: str, consumer: str, stream: str, *,
+                       skip: Collection[str] = ()) -> list[Message]:
         """Every entry of `stream` pending in `group` for any consumer, moved to `consumer`,
-        in id order, each delivery count raised by one. Entries trimmed away meanwhile are
-        acknowledged and left out."""
+        in id order, each delivery count raised by one; entries whose id is in `skip` are left
+        as they are. Entries trimmed away meanwhile are acknowledged and left out."""
         ...
 
     async def ack(self, group: str, stream: str, ids: Sequence[str]) -> None: ...

@@ -12,7 +12,7 @@ import bisect
 import copy
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,11 +213,14 @@ class MemoryBackend:
                    block: float) -> list[Message]:
         return await self._wait(lambda: self._take(group, consumer, streams, count), block)
 
-    async def takeover(self, group: str, consumer: str, stream: str) -> list[Message]:
+    async def takeover(self, group: str, consumer: str, stream: str, *,
+                       skip: Collection[str] = ()) -> list[Message]:
         log = self._stream(stream)
         state = self._group(log, group)
         out = []
         for entry_id in sorted(state.pending, key=_order):
+            if entry_id in skip:
+                continue
             entry = log.find(entry_id)
             if entry is None:  # trimmed away meanwhile: nothing left to hand over
                 del state.pending[entry_id]

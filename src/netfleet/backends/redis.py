@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -233,7 +233,8 @@ class RedisBackend:
                                                      block=_block(block))
         return _messages(found)
 
-    async def takeover(self, group: str, consumer: str, stream: str) -> list[Message]:
+    async def takeover(self, group: str, consumer: str, stream: str, *,
+                       skip: Collection[str] = ()) -> list[Message]:
         out: list[Message] = []
         start = "-"
         async with self._call("takeover"):
@@ -248,20 +249,22 @@ class RedisBackend:
                     return []  # a group that was not there had nothing pending
                 if not page:
                     break
-                out += await self._claim(group, consumer, stream,
-                                         [_text(p["message_id"]) for p in page])
+                ids = [i for i in (_text(p["message_id"]) for p in page) if i not in skip]
+                if ids:
+                    out += await self._claim(group, consumer, stream, ids, len(skip))
                 if len(page) < PAGE:
                     break
                 start = "(" + _text(page[-1]["message_id"])
         return out
 
     async def _claim(self, group: str, consumer: str, stream: str,
-                     ids: list[str]) -> list[Message]:
-        """Claim `ids` (pending, in id order) for `consumer`; acknowledge the trimmed ones."""
+                     ids: list[str], among: int = 0) -> list[Message]:
+        """Claim `ids` (pending, in id order) for `consumer`; acknowledge the trimmed ones.
+        `among`: how many other entries pending for `consumer` may lie between them."""
         # The counts are read in the same transaction as the claim: they are the ones after it.
         pipe = self.client.pipeline(transaction=True)
         pipe.xclaim(stream, group, consumer, 0, list[StreamIdT](ids))
-        pipe.xpending_range(stream, group, min=ids[0], max=ids[-1], count=len(ids),
+        pipe.xpending_range(stream, group, min=ids[0], max=ids[-1], count=len(ids) + among,
                             consumername=consumer)
         claimed, after = await pipe.execute()
         deliveries = {_text(p["message_id"]): int(p["times_delivered"]) for p in after}

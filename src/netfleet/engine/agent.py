@@ -13,9 +13,16 @@ the live agents, each under a lease (TTL, fencing token). For a partition it own
 
 A new owner acquires a lease only once the old one is gone (released or expired), so no
 device is polled or changed by two agents. An agent that must give a partition up (another
-agent joined) stops reading it, lets the work it holds finish, then releases the lease; one
-that loses its lease (it stalled past the TTL) drops the partition's work at once and
-reports nothing more for it. Agents need Redis and the secret key, never the database.
+agent joined) stops reading it, lets the work it holds finish, then releases the lease.
+
+An agent counts its lease as its own only until its own deadline: when it last sent a
+renewal that succeeded, plus the TTL, less a margin (its clock, so never later than Redis's
+expiry). Past that deadline it reads, acknowledges and reports nothing more for the
+partition, and drops its work, whether or not it has heard from Redis: a stalled or cut-off
+agent stops before another can take over. A read blocks only for as long as the deadline
+allows, and the new owner takes over twice: at once, and again after any read an old owner
+still had in flight must have returned (SETTLE), for what that read got. Then it reads new
+work. Agents need Redis and the secret key, never the database.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +62,8 @@ BACKLOG_LIMIT = 500_000  # observations waiting for recorders, all partitions, b
 STATE_RELOAD = 300.0  # seconds between full reloads of a partition's desired state
 BATCH_ITEMS = 500  # observations per stream entry at most
 TRIM_INTERVAL = 10.0  # seconds between trims of the owned work streams
+READ_BLOCK = 0.5  # seconds a work read waits for new entries, at most
+SETTLE = READ_BLOCK + 0.5  # seconds between a new owner's two takeovers
 
 _Out = tuple[int, int, dict[str, Any], str | None]
 
@@ -63,9 +72,11 @@ _Out = tuple[int, int, dict[str, Any], str | None]
 class _Partition:
     number: int
     token: int
+    deadline: float  # monotonic; ours until then at least (renewal sent + TTL)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> state entry
     position: str = "0-0"  # last change applied
-    reading: bool = False  # new work is read (after the takeover)
+    taken: bool = False  # earlier owners' pending work taken over (the first time)
+    reading: bool = False  # new work is read (after both takeovers)
     leaving: bool = False  # being handed to another agent: read nothing more
     loaded_at: float = field(default_factory=time.monotonic)
     loading: asyncio.Task[None] | None = None  # a reload of the snapshot under way
@@ -79,6 +90,7 @@ class AgentStats:
     sent: int = 0  # observations added to Redis
     dropped: int = 0  # poll observations dropped: Redis unreachable and the buffer full
     handovers: int = 0  # partitions acquired
+    lost: int = 0  # partitions dropped: the lease ran out or another agent holds it
 
 
 def agent_name() -> str:
@@ -104,7 +116,11 @@ class Agent:
         self._work: dict[str, tuple[int, str]] = {}  # child job id -> (partition, entry id)
         # Observations to send: (partition, lease token, observation, work entry to ack).
         self._out: deque[_Out] = deque()
-        self._acks: dict[int, list[str]] = {}  # work entries done, to acknowledge
+        # Work entries done, to acknowledge: by (partition, lease token) they were read under.
+        self._acks: dict[tuple[int, int], list[str]] = {}
+        self._reading: set[int] = set()  # partitions a work read in flight asks for
+        # Before its deadline less this margin a lease is surely ours (renewals every TTL/4).
+        self._margin = min(2.0, lease_ttl * 0.2)
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # work finished or observations went out
         self._backlog = 0
@@ -120,6 +136,7 @@ class Agent:
             lambda: self.backend.init_cluster(self.partitions), "joining the cluster")
         self._tasks = [
             asyncio.create_task(self._supervise(self._membership, "membership")),
+            asyncio.create_task(self._supervise(self._expire, "leases")),
             asyncio.create_task(self._supervise(self._read_work, "work")),
             asyncio.create_task(self._supervise(self._follow_state, "state")),
             asyncio.create_task(self._supervise(self._send, "observations")),
@@ -189,6 +206,11 @@ class Agent:
             await asyncio.sleep(backoff)
             backoff = min(5.0, backoff * 2)
 
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A task of the agent's own (cancelled on stop); finished ones are forgotten."""
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(work, name=name))
+
     async def _retry(self, call: Callable[[], Any], what: str) -> Any:
         backoff = 0.2
         while True:
@@ -207,53 +229,78 @@ class Agent:
             # All at once: one after another, a busy event loop (a login storm) could take
             # longer than the TTL to get through them.
             held = list(self.owned.values())
+            sent = time.monotonic()
             renewed = await asyncio.gather(*(
                 self.backend.renew(keys.work_lease(p.number), self.name, p.token,
                                    self.lease_ttl) for p in held))
             for part, ok in zip(held, renewed, strict=True):
-                if not ok and self.owned.get(part.number) is part:
-                    self._lost(part)
+                if self.owned.get(part.number) is not part:
+                    if ok:  # dropped at its deadline meanwhile: let the next owner have it
+                        await self.backend.release(keys.work_lease(part.number), self.name,
+                                                   part.token)
+                elif ok:
+                    part.deadline = sent + self.lease_ttl
+                else:
+                    self._lost(part, "another agent holds it")
             self._members = await self.backend.members(keys.AGENTS)
             wanted = owned(self.name, self._members, self.partitions)
             for number in sorted(set(self.owned) - wanted):
                 part = self.owned[number]
                 if not part.leaving:
                     part.leaving = True
-                    self._tasks.append(asyncio.create_task(
-                        self._hand_over(part), name=f"netfleet-handover-{number}"))
+                    self._spawn(self._hand_over(part), f"netfleet-handover-{number}")
             for number in sorted(wanted - set(self.owned)):
                 if self._stopping:
                     break
+                sent = time.monotonic()
                 token = await self.backend.acquire(keys.work_lease(number), self.name,
                                                    self.lease_ttl)
                 if token is not None:
-                    await self._take(number, token)
+                    part = _Partition(number, token, sent + self.lease_ttl)
+                    self.owned[number] = part  # renewed from now on, while it is taken
+                    self.stats.handovers += 1
+                    self._spawn(self._take(part), f"netfleet-take-{number}")
             await asyncio.sleep(self.lease_ttl / 4)
 
-    async def _take(self, number: int, token: int) -> None:
+    async def _take(self, part: _Partition) -> None:
         """A partition is ours: load its state, re-run what its last owner left, read on."""
-        part = _Partition(number, token)
-        self.owned[number] = part
-        self.stats.handovers += 1
+        number = part.number
         try:
             await self._load(part)
-            left = await self.backend.takeover(keys.WORK_GROUP, self.name, keys.work(number))
-        except BaseException:
-            del self.owned[number]
-            with contextlib.suppress(BackendUnavailable):
-                await self.backend.release(keys.work_lease(number), self.name, token)
-            raise
-        self._handle(part, left)
+            stream = keys.work(number)
+            left = await self.backend.takeover(keys.WORK_GROUP, self.name, stream)
+            if self.owned.get(number) is not part:
+                return
+            self._handle(part, left)
+            part.taken = True
+            # A read the old owner (or we, under an earlier lease) had in flight may have got
+            # entries since: once it must have returned, take those over too, then read on.
+            await asyncio.sleep(SETTLE)
+            if self.owned.get(number) is not part:
+                return
+            late = await self.backend.takeover(keys.WORK_GROUP, self.name, stream,
+                                               skip={m.id for m in left})
+        except Exception as exc:
+            if self.owned.get(number) is part:
+                self._lost(part, f"taking it failed: {type(exc).__name__}: {exc}")
+                with contextlib.suppress(BackendUnavailable):
+                    await self.backend.release(keys.work_lease(number), self.name, part.token)
+            return
+        if self.owned.get(number) is not part:
+            return
+        self._handle(part, late)
         part.reading = True
-        log.info("partition acquired", agent=self.name, partition=number, token=token,
-                 devices=len(part.devices), taken_over=len(left))
+        log.info("partition acquired", agent=self.name, partition=number, token=part.token,
+                 devices=len(part.devices), taken_over=len(left) + len(late))
 
     async def _hand_over(self, part: _Partition) -> None:
         """Another agent should own this partition: finish what we hold, then let go."""
+        # A read in flight may still bring work for it: that work is ours to finish too.
+        await self._until(lambda: part.number not in self._reading)
         await self._until(lambda: not self._work_of(part.number))  # bounded by job timeouts
         if self.owned.get(part.number) is not part:
             return
-        await self._until(lambda: part.number not in self._acks
+        await self._until(lambda: (part.number, part.token) not in self._acks
                           and not any(o[0] == part.number for o in self._out))
         del self.owned[part.number]
         self._replan()
@@ -270,11 +317,26 @@ class Agent:
     def _work_of(self, number: int) -> list[str]:
         return [job for job, (p, _) in self._work.items() if p == number]
 
-    def _lost(self, part: _Partition) -> None:
-        """Our lease ran out (we stalled): another agent may own the partition already. Drop
-        its work without reporting anything more for it."""
+    def alive(self, part: _Partition, ahead: float = 0.0) -> bool:
+        """Is the lease surely still ours (`ahead` seconds from now)?"""
+        return time.monotonic() + ahead < part.deadline - self._margin
+
+    async def _expire(self) -> None:
+        """Drop a partition whose lease was not renewed in time, without waiting to hear from
+        Redis: past its deadline another agent may own it."""
+        while not self._stopping:
+            for part in list(self.owned.values()):
+                if not self.alive(part):
+                    self._lost(part, "not renewed in time")
+            await asyncio.sleep(min(0.25, self.lease_ttl / 8))
+
+    def _lost(self, part: _Partition, why: str) -> None:
+        """Our lease ran out (we stalled, or Redis was away): another agent may own the
+        partition already. Drop its work without reporting anything more for it; the work
+        stays pending for whoever owns the partition next (maybe us again)."""
         log.warning("partition lease lost; dropping its work", agent=self.name,
-                    partition=part.number)
+                    partition=part.number, reason=why)
+        self.stats.lost += 1
         self.owned.pop(part.number, None)
         jobs = self._work_of(part.number)
         for job in jobs:
@@ -361,19 +423,33 @@ class Agent:
     # -- work ------------------------------------------------------------------------------
     async def _read_work(self) -> None:
         while not self._stopping:
+            # A read must be over before the lease could pass to another agent: it waits no
+            # longer than the nearest deadline allows, and a partition near its deadline
+            # (its renewal late) is not read until it is renewed.
+            now = time.monotonic()
             parts = {keys.work(p.number): p for p in self.owned.values()
-                     if p.reading and not p.leaving}
+                     if p.reading and not p.leaving and self.alive(p, 0.1)}
             room = self.engine.limits.max_pending - self.engine.pending
             if not parts or room < READ_BATCH:
                 await asyncio.sleep(0.1)
                 continue
-            messages = await self.backend.read(keys.WORK_GROUP, self.name, list(parts),
-                                               count=READ_BATCH, block=0.5)
+            block = min([READ_BLOCK] + [p.deadline - self._margin - now - 0.05
+                                        for p in parts.values()])
+            self._reading = {p.number for p in parts.values()}
+            try:
+                messages = await self.backend.read(keys.WORK_GROUP, self.name, list(parts),
+                                                   count=READ_BATCH, block=max(0.0, block))
+            finally:
+                self._reading = set()
+                self._progress.set()
             for stream in {m.stream for m in messages}:
                 part = parts[stream]
                 mine = [m for m in messages if m.stream == stream]
                 if self.owned.get(part.number) is part:
                     self._handle(part, mine)
+                else:  # lost meanwhile: pending for us, the next owner's 2nd takeover gets it
+                    log.info("work read for a partition lost meanwhile left to its next owner",
+                             agent=self.name, partition=part.number, entries=len(mine))
 
     def _handle(self, part: _Partition, messages: list[Message]) -> None:
         """Hand work entries to the engine in stream order."""
@@ -407,7 +483,7 @@ class Agent:
                     category=exc.category, message=exc.message, queued_at=now(),
                     finished_at=now(), attempt=attempt))
         if done:
-            self._acks.setdefault(part.number, []).extend(done)
+            self._acks.setdefault((part.number, part.token), []).extend(done)
             self._wake.set()
 
     def _abandon(self, task: DeviceTask, attempt: int) -> None:
@@ -425,8 +501,8 @@ class Agent:
             return
         number = partition_of(result.device, self.partitions)
         part = self.owned.get(number)
-        if part is None or self._muted:  # lost the partition: the new owner reports
-            return
+        if part is None or self._muted or not self.alive(part):
+            return  # lost the partition (or about to): the next owner runs it and reports
         if result.status == Status.QUEUED:  # the controller stored it queued already
             return
         ack = None
@@ -441,7 +517,7 @@ class Agent:
     def _on_poll(self, outcome: PollOutcome) -> None:
         number = partition_of(outcome.device, self.partitions)
         part = self.owned.get(number)
-        if part is None or self._muted:
+        if part is None or self._muted or not self.alive(part):
             return
         self._out.append((number, part.token, wire.poll(
             outcome.device, outcome.profile, outcome.samples, outcome.category,
@@ -494,19 +570,26 @@ class Agent:
         for _ in range(count):
             self._out.popleft()
         self.stats.sent += count
-        for number, _, _, ack in items:
+        for number, token, _, ack in items:
             if ack is not None:
-                self._acks.setdefault(number, []).append(ack)
+                self._acks.setdefault((number, token), []).append(ack)
         if self._acks:
-            done, self._acks = self._acks, {}
+            # Only under a lease surely still ours: past it, the next owner may have taken
+            # the entry over already and must find it pending (it runs it again).
+            done = {key: ids for key, ids in self._acks.items() if self._holds(*key)}
+            self._acks = {}
             try:
-                await self.backend.ack_all(keys.WORK_GROUP,
-                                           {keys.work(n): ids for n, ids in done.items()})
+                await self.backend.ack_all(keys.WORK_GROUP, {
+                    keys.work(n): ids for (n, _), ids in done.items()})
             except BaseException:  # tried again with the next flush
-                for number, ids in done.items():
-                    self._acks.setdefault(number, []).extend(ids)
+                for key, ids in done.items():
+                    self._acks.setdefault(key, []).extend(ids)
                 raise
         self._progress.set()
+
+    def _holds(self, number: int, token: int) -> bool:
+        part = self.owned.get(number)
+        return part is not None and part.token == token and self.alive(part)
 
     async def _watch_backlog(self) -> None:
         """Every few seconds: how many observations wait for the recorders (all controllers
@@ -535,7 +618,8 @@ class Agent:
                 "poll_overruns": polls.overruns, "polls_throttled": polls.throttled,
                 "tasks": self.stats.tasks, "taken_over": self.stats.taken_over,
                 "abandoned": self.stats.abandoned, "sent": self.stats.sent,
-                "dropped": self.stats.dropped, "handovers": self.stats.handovers}
+                "dropped": self.stats.dropped, "handovers": self.stats.handovers,
+                "leases_lost": self.stats.lost}
 
 
 __all__ = ["Agent", "AgentStats", "NetfleetError", "agent_name"]
