@@ -339,6 +339,22 @@ async def test_a_new_epoch_starts_when_redis_lost_its_data(
     assert first is not None and second is not None and second[0] != first[0]
 
 
+async def test_a_lease_taken_after_redis_lost_its_data_outranks_every_earlier_one(
+        redis_backend: RedisBackend, admin: aioredis.Redis) -> None:
+    """Recorders ignore observations under a token lower than one they have seen: after a
+    restart without data, new agents' tokens must not start again from 1."""
+    tokens = []
+    for _ in range(3):
+        token = await redis_backend.acquire("p1", "a", ttl=5)
+        assert token is not None
+        tokens.append(token)
+        await redis_backend.release("p1", "a", token)
+    assert tokens == sorted(set(tokens))
+    await admin.flushdb()
+    again = await redis_backend.acquire("p1", "b", ttl=5)
+    assert again is not None and again > tokens[-1]
+
+
 async def test_the_backlog_is_counted_when_redis_cannot_tell_the_lag(
         redis_backend: RedisBackend, admin: aioredis.Redis) -> None:
     await redis_backend.add({S1: [{"n": i} for i in range(5)]})

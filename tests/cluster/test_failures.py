@@ -18,10 +18,6 @@ from tests.cluster.conftest import Cluster, Proxy, RedisServer, until
 from tests.cluster.test_cluster import finished, job
 from tests.conftest import RunningSim
 
-pytestmark = pytest.mark.skip(reason=(
-    "quarantined 2026-11-30: after a Redis kill the cluster can lose work (chaos bugs A and B in "
-    "the issue note); a clean-clone run failed here; run with -p no:skip once they are fixed"))
-
 
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory: pytest.TempPathFactory,
@@ -72,10 +68,6 @@ def samples(client: httpx.Client, device: str, start: float, end: float) -> list
                   for p in response.json()["points"])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "seen once in a clean-clone run (2026-11-30): a job accepted just after the restart stayed "
-    "queued for 30 s while the cluster reported ready; not yet reproduced or explained, and "
-    "quarantined until it is (the processes' logs are printed when it fails)"))
 def test_redis_killed_and_started_again_everything_carries_on(
         fragile: tuple[Cluster, RedisServer, Proxy], cluster: Cluster, sim: RunningSim) -> None:
     _, server, _ = fragile

@@ -58,10 +58,19 @@ return redis.call('HGET', KEYS[1], 'partitions')
 """
 # Leases are compared and changed in one script each: a GET then SET from the client could
 # take a lease another holder acquired in between, or extend one it lost.
+# A fencing token is at least Redis's clock in microseconds: one taken after Redis lost its
+# data (the counters with it) still outranks every token from before, which recorders
+# remember. (Exact in Lua's doubles until the year 2255.)
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return nil end
+local now = redis.call('TIME')
+local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. token, 'PX', ARGV[2])
+if token < us then
+  token = us
+  redis.call('SET', KEYS[2], string.format('%d', token))
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. string.format('%d', token), 'PX', ARGV[2])
 return token
 """
 _RENEW = """
