@@ -19,7 +19,7 @@ from netfleet.domain.jobs import DeviceResult, DeviceTask, JobKind
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
 from netfleet.engine import Engine
-from netfleet.engine.agent import Agent
+from netfleet.engine.agent import SETTLE, Agent
 from netfleet.engine.engine import PollOutcome
 from netfleet.services.cluster import ClusterWork, Recorder
 from tests.conftest import RunningSim
@@ -269,6 +269,43 @@ async def test_an_agent_that_cannot_renew_stops_before_another_takes_over(
         stalling.stalled = False
         await stalled.stop(drain=1)
         await other.stop(drain=1)
+        await recorder.stop()
+
+
+async def test_a_stopping_agent_keeps_its_leases_while_held_work_finishes(
+        backend: Backend, sim: RunningSim) -> None:
+    """A drain longer than the lease TTL: the job finishes and is reported under the same
+    lease, not taken over and run again by the other agent."""
+    [device] = sim.add(1, "cisco_ios")
+    sim.set_faults(device, command_delay=2 * TTL)
+    work = ClusterWork(backend, SECRET, PARTITIONS)
+    await work.start()
+    seen = Seen()
+    recorder, leaving = make_recorder(backend, seen), make_agent(backend, "agent-leaves")
+    recorder.start()
+    await leaving.start()
+    staying = make_agent(backend, "agent-stays")
+    try:
+        await until(lambda: len(leaving.owned) == PARTITIONS
+                    and all(p.reading for p in leaving.owned.values()),
+                    what="every partition owned")
+        await work.submit([DeviceTask(job_id="slow", device=device.name,
+                                      kind=JobKind.COMMAND, commands=["show version"])],
+                          {device.name: target(sim, device)})
+        await until(lambda: any(r.job_id == "slow" and r.status == "running"
+                                for r in seen.results), what="the slow job running")
+        await staying.start()
+        await leaving.stop(drain=30 * TTL)
+        await until(lambda: seen.final("slow"), what="the slow job done")
+        done = seen.final("slow")
+        assert done is not None and done.status == "succeeded" and done.attempt == 1
+        await until(lambda: len(staying.owned) == PARTITIONS, timeout=TTL + 10,
+                    what="the partitions handed over")
+        await asyncio.sleep(SETTLE + 0.5)  # a takeover of the job would have run it by now
+        assert [r.attempt for r in seen.results if r.job_id == "slow"] == [1, 1]
+        assert staying.stats.taken_over == 0
+    finally:
+        await staying.stop(drain=1)
         await recorder.stop()
 
 

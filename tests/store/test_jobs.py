@@ -87,6 +87,27 @@ async def test_results_move_the_job_from_queued_to_running_to_succeeded(store: S
     assert (result.started_at, result.finished_at) == (T0, T0 + timedelta(seconds=1))
 
 
+async def test_a_report_from_an_earlier_attempt_does_not_overwrite_a_later_one(
+        store: Store) -> None:
+    """In a cluster, a recorder that lost its partition may write an old run's report late,
+    after the job was taken over and its next attempt recorded as running."""
+    await fleet(store, 1)
+    job = await submit(store)
+    one = child(job, "ios-00001")
+    async with store.transaction() as tx:
+        await tx.jobs.record_results([
+            ResultUpdate(one, "running", started_at=T0, attempt=1),
+            ResultUpdate(one, "running", started_at=T0 + timedelta(seconds=5), attempt=2),
+            ResultUpdate(one, "succeeded", finished_at=T0 + timedelta(seconds=1), attempt=1)])
+        running = (await tx.jobs.get(job.job.id)).results[0]
+        await tx.jobs.record_results([
+            ResultUpdate(one, "succeeded", finished_at=T0 + timedelta(seconds=6), attempt=2)])
+        done = (await tx.jobs.get(job.job.id)).results[0]
+    assert (running.status, running.attempt) == ("running", 2)
+    assert (done.status, done.attempt, done.started_at, done.finished_at) == (
+        "succeeded", 2, T0 + timedelta(seconds=5), T0 + timedelta(seconds=6))
+
+
 async def test_one_failed_device_fails_the_job_and_keeps_its_category(store: Store) -> None:
     await fleet(store, 3)
     job = await submit(store)

@@ -172,6 +172,7 @@ class DeviceActor:
             await self._wait_backoff()  # outside the gate: a failing device holds no slot
             async with self.engine.gate:
                 result.status, result.started_at = Status.RUNNING, now()
+                result.attempt = task.attempt
                 self.engine.report(result)
                 async with asyncio.timeout(task.timeout):
                     await self._attempt(entry, slot)

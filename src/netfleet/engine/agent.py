@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import time
@@ -113,7 +114,12 @@ class Agent:
             on_poll=self._on_poll, poll_pressure=self.pressure, parser=parser, differ=differ))
         self.owned: dict[int, _Partition] = {}
         self._targets: dict[str, tuple[str, Target]] = {}  # device -> (sealed, opened)
-        self._work: dict[str, tuple[int, str]] = {}  # child job id -> (partition, entry id)
+        # Each task handed to the engine is a run with an id of its own, so that what a run
+        # dropped with a lost lease reports later (its partition maybe ours again, the same
+        # job taken over and run anew) is told apart and ignored.
+        self._runs: dict[str, tuple[str, int, str]] = {}  # run -> (job, partition, entry)
+        self._work: dict[str, str] = {}  # child job id -> its run now
+        self._run_ids = itertools.count(1)
         # Observations to send: (partition, lease token, observation, work entry to ack).
         self._out: deque[_Out] = deque()
         # Work entries done, to acknowledge: by (partition, lease token) they were read under.
@@ -123,11 +129,12 @@ class Agent:
         self._margin = min(2.0, lease_ttl * 0.2)
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # work finished or observations went out
+        self._flushing = asyncio.Lock()
         self._backlog = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._closed = False  # stop's end: every loop ends (cancellation may be swallowed)
         self._muted = False  # stopping: report nothing more
-        self._stale: set[str] = set()  # jobs cancelled with a lost lease, not yet reported
         self._members: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -153,7 +160,7 @@ class Agent:
             part.leaving = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain):
-                await self._until(lambda: not self._work)
+                await self._until(lambda: not self._runs)
         # What is still held stays pending for the next owner: cancelling it must not
         # report it cancelled (acknowledged, it would never run).
         self._muted = True
@@ -163,11 +170,7 @@ class Agent:
             async with asyncio.timeout(10):
                 while self._out:
                     await self._flush()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._cancel_all()
         with contextlib.suppress(BackendUnavailable):
             for part in list(self.owned.values()):
                 await self.backend.release(keys.work_lease(part.number), self.name, part.token)
@@ -179,18 +182,22 @@ class Agent:
         """Stop at once, as a crash would: nothing drained, sent, released or left; the
         leases run out and the next owners take the pending work over. For tests and drills."""
         self._stopping = self._muted = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._cancel_all()
         await self.engine.close()
         self.owned.clear()
 
+    async def _cancel_all(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:  # bounded: a library may swallow a cancellation
+            await asyncio.wait(self._tasks, timeout=5)
+
     async def _supervise(self, work: Callable[[], Any], what: str) -> None:
-        """Run a loop; a crash is logged and the loop starts again after a backoff."""
+        """Run a loop; a crash is logged and the loop starts again after a backoff (until the
+        loop returns, or the agent is closed)."""
         backoff = 0.2
-        while not self._stopping:
+        while not self._closed:
             started = time.monotonic()
             try:
                 await work()
@@ -223,8 +230,10 @@ class Agent:
 
     # -- membership and partitions ---------------------------------------------------------
     async def _membership(self) -> None:
-        """Heartbeat, renew what we own, and move towards owning what rendezvous gives us."""
-        while not self._stopping:
+        """Heartbeat, renew what we own, and move towards owning what rendezvous gives us.
+        Stopping, it goes on renewing (held work finishes under the leases) and takes
+        nothing more."""
+        while not self._closed:
             await self.backend.heartbeat(keys.AGENTS, self.name, self.lease_ttl)
             # All at once: one after another, a busy event loop (a login storm) could take
             # longer than the TTL to get through them.
@@ -243,6 +252,9 @@ class Agent:
                 else:
                     self._lost(part, "another agent holds it")
             self._members = await self.backend.members(keys.AGENTS)
+            if self._stopping:
+                await asyncio.sleep(self.lease_ttl / 4)
+                continue
             wanted = owned(self.name, self._members, self.partitions)
             for number in sorted(set(self.owned) - wanted):
                 part = self.owned[number]
@@ -315,7 +327,14 @@ class Agent:
                 await asyncio.wait_for(self._progress.wait(), 0.5)
 
     def _work_of(self, number: int) -> list[str]:
-        return [job for job, (p, _) in self._work.items() if p == number]
+        """The runs held for a partition."""
+        return [run for run, (_, p, _) in self._runs.items() if p == number]
+
+    def _forget(self, run: str) -> tuple[str, int, str]:
+        job, number, entry = self._runs.pop(run)
+        if self._work.get(job) == run:
+            del self._work[job]
+        return job, number, entry
 
     def alive(self, part: _Partition, ahead: float = 0.0) -> bool:
         """Is the lease surely still ours (`ahead` seconds from now)?"""
@@ -324,7 +343,7 @@ class Agent:
     async def _expire(self) -> None:
         """Drop a partition whose lease was not renewed in time, without waiting to hear from
         Redis: past its deadline another agent may own it."""
-        while not self._stopping:
+        while not self._closed:
             for part in list(self.owned.values()):
                 if not self.alive(part):
                     self._lost(part, "not renewed in time")
@@ -338,13 +357,10 @@ class Agent:
                     partition=part.number, reason=why)
         self.stats.lost += 1
         self.owned.pop(part.number, None)
-        jobs = self._work_of(part.number)
-        for job in jobs:
-            del self._work[job]
-        # Their cancellation reports later, when the partition may be ours again under a new
-        # lease with the same jobs taken over: that stale report must not end the re-run.
-        self._stale.update(jobs)
-        self.engine.cancel(set(jobs))
+        runs = self._work_of(part.number)
+        for run in runs:
+            self._forget(run)  # what they report from now on is ignored
+        self.engine.cancel(set(runs))
         self._replan()
 
     # -- desired state ---------------------------------------------------------------------
@@ -457,7 +473,8 @@ class Agent:
         for message in messages:
             try:
                 if message.body.get("t") == "cancel":
-                    self.engine.cancel(set(message.body["jobs"]))
+                    self.engine.cancel({self._work[job] for job in message.body["jobs"]
+                                        if job in self._work})
                     done.append(message.id)
                     continue
                 task = wire.read_task(message.body)
@@ -470,36 +487,39 @@ class Agent:
             attempt = max(task.attempt, message.deliveries)
             if message.deliveries > 1:
                 self.stats.taken_over += 1
-            self._work[task.job_id] = (part.number, message.id)
+            run = f"{task.job_id}#{next(self._run_ids)}"
+            self._runs[run] = (task.job_id, part.number, message.id)
+            self._work[task.job_id] = run
             if attempt > MAX_ATTEMPTS:
                 self.stats.abandoned += 1
-                self._abandon(task, attempt)
+                self._abandon(run, task, attempt)
                 continue
             try:
-                self.engine.submit([task.model_copy(update={"attempt": attempt})])
+                self.engine.submit([task.model_copy(update={"job_id": run, "attempt": attempt})])
             except Overloaded as exc:
                 self._on_result(DeviceResult(
-                    job_id=task.job_id, device=task.device, status=Status.FAILED,
+                    job_id=run, device=task.device, status=Status.FAILED,
                     category=exc.category, message=exc.message, queued_at=now(),
                     finished_at=now(), attempt=attempt))
         if done:
             self._acks.setdefault((part.number, part.token), []).extend(done)
             self._wake.set()
 
-    def _abandon(self, task: DeviceTask, attempt: int) -> None:
+    def _abandon(self, run: str, task: DeviceTask, attempt: int) -> None:
         self._on_result(DeviceResult(
-            job_id=task.job_id, device=task.device, status=Status.FAILED,
+            job_id=run, device=task.device, status=Status.FAILED,
             category="agent_lost",
             message=f"the agents running it stopped {attempt - 1} times; not tried again",
             queued_at=now(), finished_at=now(), attempt=attempt - 1))
 
     # -- observations ----------------------------------------------------------------------
     def _on_result(self, result: DeviceResult) -> None:
-        if result.job_id in self._stale:  # from before a lost lease: not this run's
-            if Status(result.status).final:
-                self._stale.discard(result.job_id)
+        """The engine reports on a run: sent as its job's result (the final one with the
+        work entry to acknowledge once it is in Redis)."""
+        held = self._runs.get(result.job_id)
+        if held is None:  # a run dropped with a lost lease: the partition's owner reports
             return
-        number = partition_of(result.device, self.partitions)
+        job, number, entry = held
         part = self.owned.get(number)
         if part is None or self._muted or not self.alive(part):
             return  # lost the partition (or about to): the next owner runs it and reports
@@ -507,9 +527,10 @@ class Agent:
             return
         ack = None
         if Status(result.status).final:
-            held = self._work.pop(result.job_id, None)
-            ack = held[1] if held is not None else None
-        self._out.append((number, part.token, wire.result(result), ack))
+            self._forget(result.job_id)
+            ack = entry
+        self._out.append((number, part.token,
+                          wire.result(result.model_copy(update={"job_id": job})), ack))
         self._wake.set()
         if ack is not None:
             self._progress.set()
@@ -554,7 +575,12 @@ class Agent:
     async def _flush(self) -> None:
         """Add buffered observations to their streams, then acknowledge the work entries
         whose final results they carry. On failure nothing is lost: observations not added
-        stay buffered, acknowledgements not made are tried again."""
+        stay buffered, acknowledgements not made are tried again. One flush at a time (the
+        sender's and stop's), or the same observations would go twice."""
+        async with self._flushing:
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
         count = min(len(self._out), 5000)
         items = [self._out[i] for i in range(count)]
         grouped: dict[tuple[int, int], list[dict[str, Any]]] = {}

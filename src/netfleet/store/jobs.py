@@ -162,7 +162,8 @@ class JobRepo:
 
     async def record_results(self, updates: Sequence[ResultUpdate]) -> int:
         """Apply a batch of reports, in the order given for any one device; returns how many
-        were applied (see update_result). Reports for unknown jobs are ignored."""
+        were applied (see update_result). Reports for unknown jobs, for ended ones and from
+        an attempt before the one recorded are ignored."""
         for change in updates:
             if change.status not in RESULT_STATUSES:
                 raise InvalidInput(f"result status {change.status!r} is unknown",
@@ -173,6 +174,10 @@ class JobRepo:
         applied = 0
         for change in updates:
             if (pair := rows.get(change.job_id)) is None or pair[0].status in TERMINAL:
+                continue
+            if change.attempt and change.attempt < pair[0].attempt:
+                # From an earlier run than the one recorded (recorders changed hands in
+                # between): the later run's reports stand.
                 continue
             result, child = pair
             _apply(result, child, change, now)
