@@ -271,7 +271,7 @@ async def _recorder_stats(url: str) -> dict[str, float]:
 async def _pings(client: aioredis.Redis) -> bool:
     try:
         return bool(await client.ping())
-    except (aioredis.RedisError, OSError):
+    except (aioredis.RedisError, OSError, RuntimeError):  # uvloop: a closed transport
         return False
 
 
@@ -356,9 +356,12 @@ class Tap:
                      for s in (keys.work(p), keys.observations(p))}
         self.tokens: dict[str, int] = {}  # observation stream -> highest token in it so far
         self.lines: dict[str, list[str]] = {}  # device -> what happened, in stream order
+        self.stopped = False
 
     async def run(self) -> None:
-        while True:
+        # Ends on `stopped` too: redis-py can turn a cancellation into a connection error,
+        # which this loop survives by design.
+        while not self.stopped:
             client = aioredis.Redis(port=self.port, socket_timeout=5)
             try:
                 await self._read(client)
@@ -371,7 +374,7 @@ class Tap:
                     await client.aclose()
 
     async def _read(self, client: aioredis.Redis) -> None:
-        while True:
+        while not self.stopped:
             streams: Any = dict(self.last)
             found: Any = await client.xread(streams, count=1000, block=500)
             for stream, entries in found or []:
@@ -764,9 +767,9 @@ async def _run(cluster: Cluster, token: str, names: list[str], seconds: float, k
                               "no_answer": dict(load.no_answer)})
             await _after(cluster, clients[0], load.accepted, sampled, begin, end, report)
         finally:
+            tap.stopped = True
             tapping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tapping
+            await asyncio.wait([tapping], timeout=10)
         if "held_up" in report:
             traces = report.get("traces", {})
             report["traces"] = {d: {**traces.get(d, {}), "timeline": tap.lines.get(d, [])}
