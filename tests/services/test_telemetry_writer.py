@@ -165,6 +165,25 @@ async def test_latest_marks_a_device_stale_after_a_failed_poll_or_none_for_long(
     assert await latest(now=time.time() + 200) == (15.0, True, "no poll for 200s")
 
 
+async def test_samples_of_a_device_assigned_since_the_last_apply_are_stored(
+        store: Store) -> None:
+    """In a cluster another controller assigns the profile; agents poll at once, and this
+    controller's recorder gets the samples before its own `apply` has seen the device."""
+    await polled_device(store, "new-1")
+    service = TelemetryService(store)
+    await service.ensure_builtin()
+    assert await service.apply() == 0  # nothing assigned yet: the service knows no device
+    await TelemetryService(store).assign(PROFILE, where=["name=new-1"])  # another controller
+    t0 = time.time()
+    service.on_poll(cpu("new-1", 42.0, t0))
+    assert await service.flush() == 1
+    async with store.transaction(readonly=True) as tx:
+        points = await tx.telemetry.query(selector=None, metric="cpu_percent",
+                                          start_ms=int(t0 * 1000) - 1,
+                                          end_ms=int(t0 * 1000) + 1000)
+    assert [(p.device, p.value) for p in points] == [("new-1", 42.0)]
+
+
 async def test_maintenance_rolls_up_whole_minutes_and_drops_what_is_past_retention(
         sqlite_url: str) -> None:
     store = Store(create_engine(sqlite_url), SecretBox.generate())

@@ -270,16 +270,20 @@ class TelemetryService:
     # -- ingest ----------------------------------------------------------------------------
     def on_poll(self, outcome: PollOutcome) -> None:
         """Engine callback for every poll: remember the newest values, queue the samples."""
+        # A device this service does not know is one assigned (by another controller, in a
+        # cluster) since its last `apply`, or unassigned as it was polled: its samples are
+        # real measurements and are stored all the same (those of a deleted device are left
+        # out when written).
         state = self._devices.get(outcome.device)
-        if state is None:  # polled as it was being unassigned
-            return
         if outcome.category is not None:
-            state.error = f"{outcome.category}: {outcome.message}"
+            if state is not None:
+                state.error = f"{outcome.category}: {outcome.message}"
             return
-        state.error = None
-        state.last_ok = time.time()
-        for s in outcome.samples:
-            state.series[(s.metric, labels_key(s.labels))] = (s.ts, s.value, s.unit)
+        if state is not None:
+            state.error = None
+            state.last_ok = time.time()
+            for s in outcome.samples:
+                state.series[(s.metric, labels_key(s.labels))] = (s.ts, s.value, s.unit)
         self._buffer.extend(outcome.samples)
         self._trim()
         if len(self._buffer) >= self.FLUSH_BATCH:
