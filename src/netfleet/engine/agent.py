@@ -330,11 +330,10 @@ class Agent:
         """The runs held for a partition."""
         return [run for run, (_, p, _) in self._runs.items() if p == number]
 
-    def _forget(self, run: str) -> tuple[str, int, str]:
-        job, number, entry = self._runs.pop(run)
+    def _forget(self, run: str) -> None:
+        job, _, _ = self._runs.pop(run)
         if self._work.get(job) == run:
             del self._work[job]
-        return job, number, entry
 
     def alive(self, part: _Partition, ahead: float = 0.0) -> bool:
         """Is the lease surely still ours (`ahead` seconds from now)?"""
