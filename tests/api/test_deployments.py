@@ -212,7 +212,9 @@ def test_a_restarted_planner_resumes_every_deployment_from_the_database(
         deploy: ServerThread, sim: RunningSim) -> None:
     service: DeploymentService = deploy.services.deployments
     provider: Any = service.providers["simulator"]
-    provider.delay, provider.spread = 0.5, 1.0
+    # Provisioning times spread over 5 s, so a reset at the first running node finds the
+    # others still under way (all five within a fraction of a second is ~1 in 10^4).
+    provider.delay, provider.spread = 0.3, 5.0
     with deploy.client("operator") as operator:
         made = create(operator, target_node_count=5)
         until(lambda: operator.get(f"/deployments/{made['id']}").json()["node_counts"]
