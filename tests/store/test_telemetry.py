@@ -72,6 +72,27 @@ async def test_samples_come_back_newest_first_filtered_and_never_twice(store: St
     assert len(everything) == 25  # nothing stored twice
 
 
+async def test_a_retried_batch_with_a_new_series_is_stored_in_one_transaction(
+        store: Store) -> None:
+    # The sample writer's shape: create the batch's missing series, then write its samples, in
+    # one transaction. On PostgreSQL the duplicates make COPY fail; that must roll back only
+    # its savepoint (it once aborted the transaction, and the batch was retried for ever).
+    await fleet(store)
+    ids = await series(store, LAT1)
+    old = [(ids[LAT1], T0 + i * 10_000, float(i)) for i in range(3)]
+    async with store.transaction() as tx:
+        await tx.telemetry.write(old)
+    async with store.transaction() as tx:
+        ids.update(await tx.telemetry.series_ids([LAT2]))
+        new = [(ids[LAT2], T0, 7.0)]
+        assert await tx.telemetry.write(old + new) == 4
+    async with store.transaction(readonly=True) as tx:
+        stored = await tx.telemetry.query(selector=None, metric="latency_ms", start_ms=T0,
+                                          end_ms=T0 + 60_000, limit=100)
+    assert sorted((p.device, p.value) for p in stored) == [
+        ("ios-00001", 0.0), ("ios-00001", 1.0), ("ios-00001", 2.0), ("ios-00002", 7.0)]
+
+
 async def test_step_averages_buckets_in_the_database(store: Store) -> None:
     await fleet(store)
     ids = await series(store, LAT1)

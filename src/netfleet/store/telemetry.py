@@ -176,11 +176,14 @@ class TelemetryRepo:
         CONFLICT, so it runs under a savepoint: a sample already stored (a batch retried after
         an ambiguous commit) or a series gone with its device rolls it back, and the INSERT
         path, which skips duplicates, does the batch instead. True when COPY did it."""
-        connection = await self.session.connection()
-        raw = (await connection.get_raw_connection()).driver_connection
-        assert raw is not None
         try:
             async with self.session.begin_nested():
+                # The SAVEPOINT goes out when the nested transaction first asks for the
+                # connection, not at begin_nested(): ask before COPY, or a failed COPY aborts
+                # the whole transaction.
+                connection = await self.session.connection()
+                raw = (await connection.get_raw_connection()).driver_connection
+                assert raw is not None
                 await raw.copy_records_to_table(
                     TelemetrySampleRow.__tablename__, records=rows,
                     columns=["series_id", "ts", "value"])
