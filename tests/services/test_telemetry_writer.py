@@ -142,6 +142,26 @@ async def test_a_database_outage_keeps_the_newest_samples_and_writes_them_when_i
     assert sorted(p.value for p in points) == [float(i) for i in range(70, 120)]
 
 
+async def test_a_sample_the_database_refuses_is_set_aside_and_the_rest_are_written(
+        store: Store) -> None:
+    await polled_device(store, "bad-1")
+    service = TelemetryService(store)
+    t0 = time.time() - 60
+    good = [Sample("bad-1", "cpu_percent", float(i), t0 + i, (), "%") for i in range(40)]
+    # PostgreSQL stores no NUL in text: a label parsed from garbled CLI output can hold one.
+    bad = Sample("bad-1", "if_in_bps", 1.0, t0, (("interface", "Gi1/0/1\x00"),), "bit/s")
+    service.on_poll(PollOutcome("bad-1", PROFILE, [*good[:20], bad, *good[20:]]))
+    assert await service.flush() == 40
+    assert service.buffered == 0  # nothing left behind to block the next batches
+    assert service.stats.rejected == 1
+    service.on_poll(cpu("bad-1", 99.0, t0 + 50.5))
+    assert await service.flush() == 1
+    async with store.transaction(readonly=True) as tx:
+        points = await tx.telemetry.query(selector=None, metric=None, start_ms=int(t0 * 1000),
+                                          end_ms=int((t0 + 60) * 1000), limit=1000)
+    assert sorted(p.value for p in points) == [*(float(i) for i in range(40)), 99.0]
+
+
 async def test_latest_marks_a_device_stale_after_a_failed_poll_or_none_for_long(
         store: Store) -> None:
     await polled_device(store, "st-1")

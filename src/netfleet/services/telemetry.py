@@ -76,6 +76,7 @@ class _DeviceState:
 class WriterStats:
     written: int = 0
     dropped: int = 0  # oldest samples dropped because the buffer was full
+    rejected: int = 0  # samples the database refused on their own (set aside, logged)
     batches: int = 0
     failures: int = 0
     last_batch_seconds: float = 0.0
@@ -321,20 +322,51 @@ class TelemetryService:
                 backoff = min(30.0, backoff * 2)
 
     async def flush(self) -> int:
-        """Write what is buffered (in batches); on failure the samples go back to the front."""
+        """Write what is buffered (in batches). When the database is unreachable the samples
+        go back to the front and this raises. When it answers but refuses a batch, the batch
+        is written in halves, down to single samples, and a sample it refuses on its own is
+        set aside (counted and logged): one bad sample never holds up the rest."""
         async with self._flush_lock:
             written = 0
             while self._buffer:
                 batch = [self._buffer.popleft()
                          for _ in range(min(self.FLUSH_BATCH, len(self._buffer)))]
-                try:
-                    async with asyncio.timeout(self.WRITE_TIMEOUT):  # a hung database too
-                        written += await self._write(batch)
-                except BaseException:
-                    self._buffer.extendleft(reversed(batch))
+                written += await self._write_pieces(batch)
+            return written
+
+    async def _write_pieces(self, batch: list[Sample]) -> int:
+        written = 0
+        pieces = [batch]  # a stack: the next piece to write is last
+        while pieces:
+            piece = pieces.pop()
+            try:
+                async with asyncio.timeout(self.WRITE_TIMEOUT):  # a hung database too
+                    written += await self._write(piece)
+                continue
+            except BaseException as exc:
+                if not isinstance(exc, Exception) or not await self._database_answers():
+                    rest = [s for p in (piece, *reversed(pieces)) for s in p]
+                    self._buffer.extendleft(reversed(rest))
                     self._trim()
                     raise
-            return written
+                self.stats.failures += 1
+                error = exc
+            if len(piece) > 1:
+                half = len(piece) // 2
+                pieces += [piece[half:], piece[:half]]
+                continue
+            self.stats.rejected += 1
+            log.error("the database refused a sample; set aside", device=piece[0].device,
+                      metric=piece[0].metric, error=str(error)[:200])
+        return written
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(5.0):
+                await self.store.ping()
+        except Exception:
+            return False
+        return True
 
     async def _write(self, batch: Sequence[Sample]) -> int:
         try:

@@ -69,6 +69,9 @@ class ServicesCollector(Collector):
                        writer.written)
         yield _counter("netfleet_samples_dropped", "Samples dropped (oldest first) because "
                                                    "storage fell behind.", writer.dropped)
+        yield _counter("netfleet_samples_rejected", "Samples the database refused on their "
+                                                    "own, set aside so the rest are written.",
+                       writer.rejected)
         yield _gauge("netfleet_samples_buffered", "Samples waiting to be written.",
                      telemetry.buffered)
         yield _counter("netfleet_sample_write_failures", "Sample batches that failed to "
