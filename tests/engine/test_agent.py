@@ -210,20 +210,27 @@ async def test_work_an_old_owners_last_read_got_is_taken_over_not_left_behind(
 
 
 class Stalling:
-    """A backend whose lease renewals hang while `stalled`: an agent too busy to renew, or
-    cut off from Redis for its leases, while other agents carry on."""
+    """A backend whose lease and membership calls (renew, acquire, heartbeat) hang while
+    `stalled`: an agent too busy to keep its leases, or cut off from Redis for them, while
+    other agents carry on."""
+
+    STALLS = frozenset({"renew", "acquire", "heartbeat"})
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.stalled = False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        call = getattr(self.inner, name)
+        if name not in self.STALLS:
+            return call
 
-    async def renew(self, name: str, holder: str, token: int, ttl: float) -> bool:
-        while self.stalled:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        return await self.inner.renew(name, holder, token, ttl)
+        async def stalls(*args: Any, **kwargs: Any) -> Any:
+            while self.stalled:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            return await call(*args, **kwargs)
+
+        return stalls
 
 
 async def test_an_agent_that_cannot_renew_stops_before_another_takes_over(
@@ -269,6 +276,58 @@ async def test_an_agent_that_cannot_renew_stops_before_another_takes_over(
         stalling.stalled = False
         await stalled.stop(drain=1)
         await other.stop(drain=1)
+        await recorder.stop()
+
+
+async def test_a_lease_past_its_deadline_is_never_revived_so_changes_keep_their_order(
+        backend: Backend, sim: RunningSim) -> None:
+    """A change that ends past its lease's deadline drops the partition there and then, even
+    when the deadline watcher is late (a busy event loop). A late renewal once revived the
+    lease: the result was dropped but the next change ran and was acknowledged, and the next
+    owner ran the older change again after the newer one (seen in a chaos run)."""
+    [device] = sim.add(1, "cisco_ios")
+    sim.set_faults(device, command_delay=TTL)
+    work = ClusterWork(backend, SECRET, PARTITIONS)
+    await work.start()
+    seen = Seen()
+    stalling = Stalling(backend)
+    recorder, agent = make_recorder(backend, seen), make_agent(cast(Backend, stalling), "late")
+
+    async def late_watcher() -> None:
+        await asyncio.Event().wait()
+
+    agent._expire = late_watcher  # type: ignore[method-assign]
+    recorder.start()
+    await agent.start()
+    try:
+        await until(lambda: len(agent.owned) == PARTITIONS
+                    and all(p.reading for p in agent.owned.values()),
+                    what="every partition owned")
+        older, newer = (DeviceTask(job_id=job, device=device.name, kind=JobKind.CONFIG,
+                                   lines=["interface Loopback9", f" description {text}"])
+                        for job, text in (("older", "older-change"), ("newer", "newer-change")))
+        await work.submit([older, newer], {device.name: target(sim, device)})
+        await until(lambda: any(r.job_id == "older" and r.status == "running"
+                                for r in seen.results), what="the older change running")
+        stalling.stalled = True  # renewals hang past the deadline; the change ends after it
+        await until(lambda: agent.stats.lost >= 1, timeout=10 * TTL,
+                    what="the partition dropped when the change ended past its deadline")
+        sim.set_faults(device, command_delay=0.0)
+        stalling.stalled = False
+        await until(lambda: seen.final("older") and seen.final("newer"),
+                    what="both changes done")
+        first, second = seen.final("older"), seen.final("newer")
+        assert first is not None and first.status == "succeeded" and first.attempt == 2
+        assert second is not None and second.status == "succeeded"
+        assert first.finished_at is not None and second.started_at is not None
+        assert second.started_at >= first.finished_at
+        assert sim.run(lambda: device.running.interfaces["Loopback9"].description) \
+            == "newer-change"
+        for p in range(PARTITIONS):
+            assert await backend.backlog(keys.WORK_GROUP, keys.work(p)) == 0
+    finally:
+        stalling.stalled = False
+        await agent.stop(drain=1)
         await recorder.stop()
 
 

@@ -65,6 +65,7 @@ BATCH_ITEMS = 500  # observations per stream entry at most
 TRIM_INTERVAL = 10.0  # seconds between trims of the owned work streams
 READ_BLOCK = 0.5  # seconds a work read waits for new entries, at most
 SETTLE = READ_BLOCK + 0.5  # seconds between a new owner's two takeovers
+LAG_PROBE = 0.1  # seconds between looks at how late the event loop runs
 
 _Out = tuple[int, int, dict[str, Any], str | None]
 
@@ -92,6 +93,8 @@ class AgentStats:
     dropped: int = 0  # poll observations dropped: Redis unreachable and the buffer full
     handovers: int = 0  # partitions acquired
     lost: int = 0  # partitions dropped: the lease ran out or another agent holds it
+    loop_lag_max: float = 0.0  # the event loop's worst lateness, seconds (a loop late by
+    # more than the lease margin loses leases)
 
 
 def agent_name() -> str:
@@ -136,6 +139,7 @@ class Agent:
         self._closed = False  # stop's end: every loop ends (cancellation may be swallowed)
         self._muted = False  # stopping: report nothing more
         self._members: list[str] = []
+        self._profiles: dict[str, tuple[Any, list[Profile]]] = {}  # device -> (raw, read)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,11 +147,13 @@ class Agent:
             lambda: self.backend.init_cluster(self.partitions), "joining the cluster")
         self._tasks = [
             asyncio.create_task(self._supervise(self._membership, "membership")),
-            asyncio.create_task(self._supervise(self._expire, "leases")),
+            asyncio.create_task(self._supervise(self._renew, "leases")),
+            asyncio.create_task(self._supervise(self._expire, "deadlines")),
             asyncio.create_task(self._supervise(self._read_work, "work")),
             asyncio.create_task(self._supervise(self._follow_state, "state")),
             asyncio.create_task(self._supervise(self._send, "observations")),
             asyncio.create_task(self._supervise(self._watch_backlog, "backlog")),
+            asyncio.create_task(self._supervise(self._watch_loop, "loop")),
         ]
         log.info("agent started", agent=self.name, partitions=self.partitions,
                  lease_ttl=self.lease_ttl)
@@ -229,50 +235,54 @@ class Agent:
                 backoff = min(5.0, backoff * 2)
 
     # -- membership and partitions ---------------------------------------------------------
-    async def _membership(self) -> None:
-        """Heartbeat, renew what we own, and move towards owning what rendezvous gives us.
-        Stopping, it goes on renewing (held work finishes under the leases) and takes
-        nothing more."""
+    async def _renew(self) -> None:
+        """Renew every lease we hold, every TTL/4, all at once. A loop of its own, one round
+        trip per turn: behind the membership's steps, a busy event loop (a login storm, a
+        burst of parsing) could delay renewals past their deadline."""
         while not self._closed:
-            await self.backend.heartbeat(keys.AGENTS, self.name, self.lease_ttl)
-            # All at once: one after another, a busy event loop (a login storm) could take
-            # longer than the TTL to get through them.
             held = list(self.owned.values())
             sent = time.monotonic()
             renewed = await asyncio.gather(*(
                 self.backend.renew(keys.work_lease(p.number), self.name, p.token,
                                    self.lease_ttl) for p in held))
             for part, ok in zip(held, renewed, strict=True):
-                if self.owned.get(part.number) is not part:
-                    if ok:  # dropped at its deadline meanwhile: let the next owner have it
-                        await self.backend.release(keys.work_lease(part.number), self.name,
-                                                   part.token)
-                elif ok:
+                if ok and self._holding(part):
                     part.deadline = sent + self.lease_ttl
-                else:
+                elif ok:  # dropped at its deadline meanwhile: let the next owner have it
+                    await self.backend.release(keys.work_lease(part.number), self.name,
+                                               part.token)
+                elif self.owned.get(part.number) is part:
                     self._lost(part, "another agent holds it")
-            self._members = await self.backend.members(keys.AGENTS)
-            if self._stopping:
-                await asyncio.sleep(self.lease_ttl / 4)
-                continue
-            wanted = owned(self.name, self._members, self.partitions)
-            for number in sorted(set(self.owned) - wanted):
-                part = self.owned[number]
-                if not part.leaving:
-                    part.leaving = True
-                    self._spawn(self._hand_over(part), f"netfleet-handover-{number}")
-            for number in sorted(wanted - set(self.owned)):
-                if self._stopping:
-                    break
-                sent = time.monotonic()
-                token = await self.backend.acquire(keys.work_lease(number), self.name,
-                                                   self.lease_ttl)
-                if token is not None:
-                    part = _Partition(number, token, sent + self.lease_ttl)
-                    self.owned[number] = part  # renewed from now on, while it is taken
-                    self.stats.handovers += 1
-                    self._spawn(self._take(part), f"netfleet-take-{number}")
             await asyncio.sleep(self.lease_ttl / 4)
+
+    async def _membership(self) -> None:
+        """Heartbeat, and move towards owning what rendezvous gives us. Stopping, it takes
+        nothing more (the leases held are renewed on: held work finishes under them)."""
+        while not self._closed:
+            await self.backend.heartbeat(keys.AGENTS, self.name, self.lease_ttl)
+            self._members = await self.backend.members(keys.AGENTS)
+            if not self._stopping:
+                wanted = owned(self.name, self._members, self.partitions)
+                for number in sorted(set(self.owned) - wanted):
+                    part = self.owned[number]
+                    if not part.leaving:
+                        part.leaving = True
+                        self._spawn(self._hand_over(part), f"netfleet-handover-{number}")
+                await asyncio.gather(*(self._acquire(number)
+                                       for number in sorted(wanted - set(self.owned))))
+            await asyncio.sleep(self.lease_ttl / 4)
+
+    async def _acquire(self, number: int) -> None:
+        sent = time.monotonic()
+        token = await self.backend.acquire(keys.work_lease(number), self.name, self.lease_ttl)
+        if token is None or self._stopping or number in self.owned:
+            if token is not None:
+                await self.backend.release(keys.work_lease(number), self.name, token)
+            return
+        part = _Partition(number, token, sent + self.lease_ttl)
+        self.owned[number] = part  # renewed from now on, while it is taken
+        self.stats.handovers += 1
+        self._spawn(self._take(part), f"netfleet-take-{number}")
 
     async def _take(self, part: _Partition) -> None:
         """A partition is ours: load its state, re-run what its last owner left, read on."""
@@ -314,6 +324,8 @@ class Agent:
             return
         await self._until(lambda: (part.number, part.token) not in self._acks
                           and not any(o[0] == part.number for o in self._out))
+        if self.owned.get(part.number) is not part:  # lost while its results went out
+            return
         del self.owned[part.number]
         self._replan()
         await self.backend.release(keys.work_lease(part.number), self.name, part.token)
@@ -339,13 +351,24 @@ class Agent:
         """Is the lease surely still ours (`ahead` seconds from now)?"""
         return time.monotonic() + ahead < part.deadline - self._margin
 
+    def _holding(self, part: _Partition) -> bool:
+        """Is `part` still ours? One found past its deadline is dropped there and then, by
+        whoever finds it: a renewal that comes back later must not revive it, or a result
+        dropped for it would leave its entry pending behind work run after it (an older
+        change run again after a newer one, by the next owner)."""
+        if self.owned.get(part.number) is not part:
+            return False
+        if not self.alive(part):
+            self._lost(part, "not renewed in time")
+            return False
+        return True
+
     async def _expire(self) -> None:
         """Drop a partition whose lease was not renewed in time, without waiting to hear from
         Redis: past its deadline another agent may own it."""
         while not self._closed:
             for part in list(self.owned.values()):
-                if not self.alive(part):
-                    self._lost(part, "not renewed in time")
+                self._holding(part)
             await asyncio.sleep(min(0.25, self.lease_ttl / 8))
 
     def _lost(self, part: _Partition, why: str) -> None:
@@ -403,8 +426,15 @@ class Agent:
         plan: dict[str, list[Profile]] = {}
         for part in self.owned.values():
             for device, entry in part.devices.items():
-                if entry.get("polls"):
-                    plan[device] = wire.read_polls(entry)
+                raw = entry.get("polls")
+                if not raw:
+                    continue
+                known = self._profiles.get(device)
+                if known is None or known[0] != raw:  # read (validated) once per change
+                    known = self._profiles[device] = (raw, wire.read_polls(entry))
+                plan[device] = known[1]
+        for device in self._profiles.keys() - plan.keys():
+            del self._profiles[device]
         self.engine.set_polls(plan)
 
     async def resolve(self, name: str) -> Target:
@@ -520,8 +550,8 @@ class Agent:
             return
         job, number, entry = held
         part = self.owned.get(number)
-        if part is None or self._muted or not self.alive(part):
-            return  # lost the partition (or about to): the next owner runs it and reports
+        if part is None or self._muted or not self._holding(part):
+            return  # lost the partition: the next owner runs it (and what follows) and reports
         if result.status == Status.QUEUED:  # the controller stored it queued already
             return
         ack = None
@@ -538,7 +568,7 @@ class Agent:
         number = partition_of(outcome.device, self.partitions)
         part = self.owned.get(number)
         if part is None or self._muted or not self.alive(part):
-            return
+            return  # (dropping the partition is left to the others: a sample has no order)
         self._out.append((number, part.token, wire.poll(
             outcome.device, outcome.profile, outcome.samples, outcome.category,
             outcome.message), None))
@@ -614,7 +644,7 @@ class Agent:
 
     def _holds(self, number: int, token: int) -> bool:
         part = self.owned.get(number)
-        return part is not None and part.token == token and self.alive(part)
+        return part is not None and part.token == token and self._holding(part)
 
     async def _watch_backlog(self) -> None:
         """Every few seconds: how many observations wait for the recorders (all controllers
@@ -633,6 +663,18 @@ class Agent:
                 trimmed = time.monotonic()
             await asyncio.sleep(2.0)
 
+    async def _watch_loop(self) -> None:
+        """How late the event loop runs. Later than the lease margin, renewals miss their
+        deadline and leases are lost: the agent has more devices than its CPU can serve."""
+        while not self._closed:
+            start = time.monotonic()
+            await asyncio.sleep(LAG_PROBE)
+            lag = time.monotonic() - start - LAG_PROBE
+            self.stats.loop_lag_max = max(self.stats.loop_lag_max, lag)
+            if lag > self._margin / 2:
+                log.warning("event loop running late; leases at risk", agent=self.name,
+                            lag_s=round(lag, 3), margin_s=self._margin)
+
     # -- reporting -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counters since start, published every 2 s (controllers show them in /ready)."""
@@ -644,7 +686,8 @@ class Agent:
                 "tasks": self.stats.tasks, "taken_over": self.stats.taken_over,
                 "abandoned": self.stats.abandoned, "sent": self.stats.sent,
                 "dropped": self.stats.dropped, "handovers": self.stats.handovers,
-                "leases_lost": self.stats.lost}
+                "leases_lost": self.stats.lost,
+                "loop_lag_max_s": round(self.stats.loop_lag_max, 3)}
 
 
 __all__ = ["Agent", "AgentStats", "NetfleetError", "agent_name"]
