@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 
 from netfleet.api.app import create_app
 from netfleet.backends.base import Backend
+from netfleet.backends.memory import MemoryBackend
 from netfleet.backends.redis import RedisBackend
 from netfleet.domain.errors import BackendUnavailable, InvalidInput
 from netfleet.domain.ports import Target
@@ -91,12 +93,15 @@ class Cluster:
     recorder: Recorder
     leadership: Leadership
     watch: asyncio.Task[None] | None = None
+    agent: Agent | None = None  # embedded: this process's own agent, on the memory backend
 
     async def close(self) -> None:
         if self.watch is not None:
             self.watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watch
+        if self.agent is not None:
+            await self.agent.stop(drain=5.0)
         await self.recorder.stop()
         await self.backend.close()
 
@@ -117,6 +122,9 @@ class Services:
 
     @property
     def engine(self) -> Engine:
+        """The engine running this process's work (embedded: its agent's)."""
+        if self.cluster is not None and self.cluster.agent is not None:
+            return self.cluster.agent.engine
         return self.jobs.engine
 
     def render(self, template: str, variables: dict[str, Any]) -> str:
@@ -174,15 +182,22 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
 
     backend: Backend | None = None
     work: ClusterWork | None = None
+    agent: Agent | None = None
     if settings.redis_url is not None:  # a controller of a cluster: agents run the work
         backend = RedisBackend(settings.redis_url)
+    elif settings.embedded == "memory":  # the same path, in this process
+        backend = MemoryBackend()
+        agent = _agent(settings, backend, limits, parsers, f"{agent_name()}-embedded")
+    if backend is not None:
         work = ClusterWork(backend, load_key(settings), settings.partitions)
         await work.start()
     jobs = JobService(store=store, engine_factory=engine_factory,
                       render=default_renderer().render, config_lines=config_lines,
                       webhooks=webhooks, remote=work)
-    if work is None:
+    if settings.redis_url is None:
         await jobs.recover()  # the embedded engine starts empty: nothing it held survives
+    if agent is not None:
+        await agent.start()
     telemetry.engine = jobs.engine
     telemetry.remote = work
     await telemetry.start()
@@ -194,7 +209,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
         stuck_after=settings.deploy_stuck_after, drift_interval=settings.drift_interval)
     cluster = None
     if backend is not None and work is not None:
-        cluster = _controller(settings, backend, work, jobs, telemetry, deployments)
+        cluster = _controller(settings, backend, work, jobs, telemetry, deployments, agent)
     else:
         await deployments.start()  # every deployment carries on where the database says
     return Services(settings=settings, store=store, jobs=jobs, keys=Keys(store),
@@ -203,7 +218,8 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
 
 
 def _controller(settings: Settings, backend: Backend, work: ClusterWork, jobs: JobService,
-                telemetry: TelemetryService, deployments: DeploymentService) -> Cluster:
+                telemetry: TelemetryService, deployments: DeploymentService,
+                agent: Agent | None = None) -> Cluster:
     """Start a controller's cluster part: the recorder, and the bid to lead the planners
     (until it leads, this controller plans no deployment)."""
     name = agent_name()
@@ -223,7 +239,7 @@ def _controller(settings: Settings, backend: Backend, work: ClusterWork, jobs: J
                             tick=deployments.adopt)
     leadership.start()
     watch = asyncio.create_task(_watch_epoch(work, jobs, telemetry), name="netfleet-epoch")
-    return Cluster(name, backend, work, recorder, leadership, watch)
+    return Cluster(name, backend, work, recorder, leadership, watch, agent)
 
 
 async def _watch_epoch(work: ClusterWork, jobs: JobService,
@@ -260,13 +276,19 @@ def build_agent(settings: Settings, limits: Limits | None = None,
             "an agent needs the cluster's secret key to open device credentials",
             field="NETFLEET_SECRET_KEY",
             fix="set NETFLEET_SECRET_KEY to the controllers' key (the same everywhere)")
-    limits = limits or _limits(settings)
-    parsers = Parsers()
-    return Agent(RedisBackend(settings.redis_url), lambda deps: Engine(deps, limits),
+    url = settings.redis_url
+    return _agent(settings, RedisBackend(url), limits or _limits(settings), Parsers(), name,
+                  lease_backend=lambda: RedisBackend(url))
+
+
+def _agent(settings: Settings, backend: Backend, limits: Limits, parsers: Parsers,
+           name: str | None, lease_backend: Callable[[], Backend] | None = None) -> Agent:
+    return Agent(backend, lambda deps: Engine(deps, limits),
                  secret=load_key(settings), partitions=settings.partitions,
                  lease_ttl=settings.lease_ttl, name=name, parser=parsers, driver_for=_driver,
                  differ=lambda running, lines, platform: config_diff(running, lines,
-                                                                    platform=platform))
+                                                                    platform=platform),
+                 lease_backend=lease_backend)
 
 
 def _limits(settings: Settings) -> Limits:

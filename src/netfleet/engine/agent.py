@@ -32,12 +32,14 @@ import contextlib
 import itertools
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken
@@ -97,6 +99,12 @@ class AgentStats:
     # more than the lease margin loses leases)
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("agent task failed", task=task.get_name(),
+                  error=f"{type(exc).__name__}: {exc}")
+
+
 def agent_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -105,8 +113,13 @@ class Agent:
     def __init__(self, backend: Backend, engine_factory: Callable[[EngineDeps], Engine], *,
                  secret: bytes, partitions: int = 64, lease_ttl: float = 10.0,
                  name: str | None = None, parser: Any = None, driver_for: Any = None,
-                 differ: Any = None) -> None:
+                 differ: Any = None,
+                 lease_backend: Callable[[], Backend] | None = None) -> None:
         self.backend = backend
+        # Given, leases are renewed by a thread of their own through a backend it makes: an
+        # event loop busy with parsing or a login storm then cannot make them run out.
+        self._lease_backend = lease_backend
+        self._renewer: threading.Thread | None = None
         self.name = name or agent_name()
         self.partitions = partitions
         self.lease_ttl = lease_ttl
@@ -147,7 +160,6 @@ class Agent:
             lambda: self.backend.init_cluster(self.partitions), "joining the cluster")
         self._tasks = [
             asyncio.create_task(self._supervise(self._membership, "membership")),
-            asyncio.create_task(self._supervise(self._renew, "leases")),
             asyncio.create_task(self._supervise(self._expire, "deadlines")),
             asyncio.create_task(self._supervise(self._read_work, "work")),
             asyncio.create_task(self._supervise(self._follow_state, "state")),
@@ -155,6 +167,13 @@ class Agent:
             asyncio.create_task(self._supervise(self._watch_backlog, "backlog")),
             asyncio.create_task(self._supervise(self._watch_loop, "loop")),
         ]
+        if self._lease_backend is None:
+            self._tasks.append(asyncio.create_task(self._supervise(self._renew, "leases")))
+        else:
+            self._renewer = threading.Thread(
+                target=asyncio.run, args=(self._renew_apart(asyncio.get_running_loop()),),
+                name=f"netfleet-leases-{self.name}", daemon=True)
+            self._renewer.start()
         log.info("agent started", agent=self.name, partitions=self.partitions,
                  lease_ttl=self.lease_ttl)
 
@@ -198,6 +217,8 @@ class Agent:
             task.cancel()
         if self._tasks:  # bounded: a library may swallow a cancellation
             await asyncio.wait(self._tasks, timeout=5)
+        if self._renewer is not None:  # ends within TTL/4 of _closed
+            await asyncio.to_thread(self._renewer.join, self.lease_ttl + 5)
 
     async def _supervise(self, work: Callable[[], Any], what: str) -> None:
         """Run a loop; a crash is logged and the loop starts again after a backoff (until the
@@ -222,7 +243,9 @@ class Agent:
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """A task of the agent's own (cancelled on stop); finished ones are forgotten."""
         self._tasks = [t for t in self._tasks if not t.done()]
-        self._tasks.append(asyncio.create_task(work, name=name))
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(_log_failure)
+        self._tasks.append(task)
 
     async def _retry(self, call: Callable[[], Any], what: str) -> Any:
         backoff = 0.2
@@ -236,24 +259,47 @@ class Agent:
 
     # -- membership and partitions ---------------------------------------------------------
     async def _renew(self) -> None:
-        """Renew every lease we hold, every TTL/4, all at once. A loop of its own, one round
-        trip per turn: behind the membership's steps, a busy event loop (a login storm, a
-        burst of parsing) could delay renewals past their deadline."""
+        """Renew every lease we hold, every TTL/4, all at once: a loop of its own, one round
+        trip per turn (behind the membership's steps, a busy event loop delayed renewals
+        past their deadline)."""
         while not self._closed:
-            held = list(self.owned.values())
-            sent = time.monotonic()
-            renewed = await asyncio.gather(*(
-                self.backend.renew(keys.work_lease(p.number), self.name, p.token,
-                                   self.lease_ttl) for p in held))
-            for part, ok in zip(held, renewed, strict=True):
-                if ok and self._holding(part):
-                    part.deadline = sent + self.lease_ttl
-                elif ok:  # dropped at its deadline meanwhile: let the next owner have it
-                    await self.backend.release(keys.work_lease(part.number), self.name,
-                                               part.token)
-                elif self.owned.get(part.number) is part:
-                    self._lost(part, "another agent holds it")
+            await self._renew_once(self.backend, lambda call: call())
             await asyncio.sleep(self.lease_ttl / 4)
+
+    async def _renew_apart(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`_renew` in the lease thread, with a backend of its own. What it finds lost is
+        dropped on the agent's loop."""
+        backend = cast(Callable[[], Backend], self._lease_backend)()
+        try:
+            while not self._closed:
+                try:
+                    await self._renew_once(backend, loop.call_soon_threadsafe)
+                except BackendUnavailable as exc:
+                    log.warning("backend unavailable; retrying", loop="leases",
+                                error=exc.message)
+                except Exception:
+                    log.exception("renewing leases failed; retrying")
+                await asyncio.sleep(self.lease_ttl / 4)
+        finally:
+            await backend.close()
+
+    async def _renew_once(self, backend: Backend,
+                          on_loop: Callable[[Callable[[], Any]], Any]) -> None:
+        held = list(self.owned.values())  # (one C call: safe from the lease thread)
+        sent = time.monotonic()
+        renewed = await asyncio.gather(*(
+            backend.renew(keys.work_lease(p.number), self.name, p.token, self.lease_ttl)
+            for p in held))
+        for part, ok in zip(held, renewed, strict=True):
+            mine = self.owned.get(part.number) is part
+            if ok and mine and self.alive(part):
+                part.deadline = sent + self.lease_ttl
+            elif ok and not mine:  # dropped at its deadline meanwhile: for the next owner
+                await backend.release(keys.work_lease(part.number), self.name, part.token)
+            elif ok:  # past its deadline: dropped now (released at the next turn)
+                on_loop(partial(self._holding, part))
+            elif mine:
+                on_loop(partial(self._lost_if_mine, part, "another agent holds it"))
 
     async def _membership(self) -> None:
         """Heartbeat, and move towards owning what rendezvous gives us. Stopping, it takes
@@ -328,7 +374,8 @@ class Agent:
             return
         del self.owned[part.number]
         self._replan()
-        await self.backend.release(keys.work_lease(part.number), self.name, part.token)
+        with contextlib.suppress(BackendUnavailable):  # unreleased, it runs out in a TTL
+            await self.backend.release(keys.work_lease(part.number), self.name, part.token)
         log.info("partition handed over", agent=self.name, partition=part.number)
 
     async def _until(self, done: Callable[[], bool]) -> None:
@@ -370,6 +417,10 @@ class Agent:
             for part in list(self.owned.values()):
                 self._holding(part)
             await asyncio.sleep(min(0.25, self.lease_ttl / 8))
+
+    def _lost_if_mine(self, part: _Partition, why: str) -> None:
+        if self.owned.get(part.number) is part:
+            self._lost(part, why)
 
     def _lost(self, part: _Partition, why: str) -> None:
         """Our lease ran out (we stalled, or Redis was away): another agent may own the

@@ -20,7 +20,13 @@ from typing import Any, cast
 import structlog
 from sqlalchemy.exc import IntegrityError
 
-from netfleet.domain.errors import BackendUnavailable, InvalidInput, NotFound, RenderError
+from netfleet.domain.errors import (
+    BackendUnavailable,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    RenderError,
+)
 from netfleet.domain.jobs import (
     DeviceResult,
     DeviceTask,
@@ -122,6 +128,9 @@ class JobService:
         self.engine = engine_factory(self)
         self._running: dict[str, _Running] = {}
         self._parent_of: dict[str, str] = {}  # child job id -> job, until the child ends
+        # In a cluster the queues are the agents': what this controller has in flight per
+        # device, bounded by the same limits as an engine's queues (admission, 429).
+        self._in_flight: Counter[str] = Counter()
         self._unrecorded: dict[str, str] = {}  # ended children not yet in the store -> job
         self._unrecorded_per_job: Counter[str] = Counter()
         self._buffer: dict[str, DeviceResult] = {}
@@ -176,8 +185,10 @@ class JobService:
         submitted = view(detail)
         self._running[detail.job.id] = _Running(submitted, children, set(children),
                                                 request.webhook)
-        for child in children:
+        for child, device in children.items():
             self._parent_of[child] = detail.job.id
+            if self.remote is not None:
+                self._in_flight[device] += 1
         if self.remote is not None:  # another controller may record it: watch the store
             self._start_watch()
         self._start_recorder()
@@ -195,12 +206,33 @@ class JobService:
                 raise  # 503: nothing was queued; the job is stored as failed
         return submitted
 
+    def _end_child(self, child: str, device: str) -> None:
+        if self._parent_of.pop(child, None) is None or self.remote is None:
+            return
+        self._in_flight[device] -= 1
+        if self._in_flight[device] <= 0:
+            del self._in_flight[device]
+
+    def _admit_remote(self, tasks: Sequence[DeviceTask]) -> None:
+        """Overloaded (429) if these tasks would overfill this controller's share of the
+        queues: per device, what it has in flight less the one that may be running."""
+        limits = self.engine.limits
+        total = sum(self._in_flight.values())
+        if total + len(tasks) > limits.max_pending:
+            raise Overloaded(f"{total} device tasks are waiting; the limit is "
+                             f"{limits.max_pending}", retry_after=5.0)
+        for device, count in Counter(t.device for t in tasks).items():
+            waiting = max(0, self._in_flight[device] - 1)
+            if waiting + count > limits.per_device_queue:
+                raise Overloaded(f"device {device} has {waiting} tasks waiting; the limit is "
+                                 f"{limits.per_device_queue}", retry_after=2.0)
+
     async def _not_queued(self, job: str, children: Mapping[str, str]) -> None:
         """Redis could not take the job's work: end the stored job (failed, category
         `backend`) so that nothing waits for it, and forget it here."""
         self._running.pop(job, None)
-        for child in children:
-            self._parent_of.pop(child, None)
+        for child, device in children.items():
+            self._end_child(child, device)
         updates = [ResultUpdate(job_id=child, status="failed", category="backend",
                                 message="Redis was unreachable: the job was not queued; "
                                         "submit it again") for child in children]
@@ -226,8 +258,10 @@ class JobService:
                                + (" …" if len(missing) > 5 else ""), field="device",
                                fix="give the devices a credentials profile")
         tasks = {d.name: self._task("", request, d) for d in devices}  # renders: 422
-        if self.remote is None:
-            self.engine.admit(list(tasks.values()))  # Overloaded before anything is stored
+        if self.remote is None:  # Overloaded before anything is stored
+            self.engine.admit(list(tasks.values()))
+        else:
+            self._admit_remote(list(tasks.values()))
         spec = request.model_dump(mode="json", exclude_none=True,
                                   exclude={"device", "where", "vars"})
         detail = await tx.jobs.create(request.kind.value, spec, selector,
@@ -408,10 +442,12 @@ class JobService:
                     waiting.done.set()
 
     def _settled(self, result: DeviceResult) -> None:
-        parent = self._parent_of.pop(result.job_id, None)
+        parent = self._parent_of.get(result.job_id)
         running = self._running.get(parent) if parent else None
         if parent is None or running is None:
+            self._parent_of.pop(result.job_id, None)
             return
+        self._end_child(result.job_id, result.device)
         self._unrecorded[result.job_id] = parent
         self._unrecorded_per_job[parent] += 1
         running.remaining.discard(result.job_id)
@@ -460,8 +496,8 @@ class JobService:
         running = self._running.pop(job, None)
         if running is None:
             return
-        for child in running.children:
-            self._parent_of.pop(child, None)
+        for child, device in running.children.items():
+            self._end_child(child, device)
         finished = await self._stored(job)
         self._recent[job] = finished
         while len(self._recent) > 1000:
