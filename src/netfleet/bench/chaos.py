@@ -5,8 +5,11 @@ Two controllers and two agents share a Redis of the script's own (AOF, fsync alw
 fresh PostgreSQL database; the simulator runs in its own process. Jobs go in through both
 controllers, telemetry polls every device every second. Checked afterwards:
 (a) every accepted job (HTTP 202) reached a final state;
-(b) per device, the config jobs that succeeded ran in the order they were accepted;
-(c) no telemetry sample was stored twice (and every sampled device has samples).
+(b) per device, the config jobs ran in the order they were accepted: no two at once, and the
+    last run of each change after the last run of every earlier one (a job re-run after its
+    agent died is run again in order with what followed it: at least once, in order);
+(c) each device's running configuration holds the last accepted change (read over SSH);
+(d) no telemetry sample was stored twice (and every sampled device has samples).
 Prints a JSON report; exits non-zero when a check failed. For a device whose job never ended
 or ran out of order, the report traces what went through Redis for it (the tasks queued, the
 results each agent sent under which fencing token, what is still pending with whom).
@@ -21,6 +24,7 @@ import itertools
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -356,6 +360,9 @@ class Tap:
                      for s in (keys.work(p), keys.observations(p))}
         self.tokens: dict[str, int] = {}  # observation stream -> highest token in it so far
         self.lines: dict[str, list[str]] = {}  # device -> what happened, in stream order
+        # Every run an agent reported ended, fenced or not (it ran on the device either way):
+        # (child job, attempt) -> (status, started, finished).
+        self.runs: dict[tuple[str, int], tuple[str, float | None, float | None]] = {}
         self.stopped = False
 
     async def run(self) -> None:
@@ -402,6 +409,10 @@ class Tap:
         for item in body.get("items", []):
             result = item.get("r") if item.get("t") == "result" else None
             if result:
+                if result.get("status") in FINAL and result.get("started_at"):
+                    self.runs[(result["job_id"], int(result.get("attempt") or 1))] = (
+                        result["status"], _at(result.get("started_at")),
+                        _at(result.get("finished_at")))
                 fenced = " FENCED" if token < highest else ""
                 self.lines.setdefault(result["device"], []).append(
                     f"{at} {body.get('agent')} token={token}{fenced}: {result['job_id'][:8]} "
@@ -613,40 +624,103 @@ def _check_final(accepted: list[Accepted], details: dict[str, dict[str, Any]],
 
 @dataclass(frozen=True, order=True, slots=True)
 class _Ran:
-    seq: int
     started: float
     finished: float
+    seq: int
     attempt: int
     job: Accepted
 
 
 def _check_order(accepted: list[Accepted], details: dict[str, dict[str, Any]],
+                 runs: dict[tuple[str, int], tuple[str, float | None, float | None]],
                  begin: float) -> dict[str, Any]:
+    """Every succeeded run of a config job, as recorded and as agents reported it (the tap:
+    re-runs too, and runs whose reports were fenced): per device, no two at once, and each
+    change's last run after the last run of every earlier change."""
+    child_of = {r["child"]: job for job in accepted if job.seq is not None
+                for r in details.get(job.id, {}).get("results", [])}
+    seen: dict[tuple[str, int], tuple[str, float | None, float | None]] = dict(runs)
+    for child, job in child_of.items():
+        for r in details.get(job.id, {}).get("results", []):
+            if r["child"] == child:
+                seen.setdefault((child, int(r.get("attempt") or 1)), (
+                    r["status"], _at(r.get("started_at")), _at(r.get("finished_at"))))
     ran: dict[str, list[_Ran]] = {}
+    for (child, attempt), (status, started, finished) in seen.items():
+        owner = child_of.get(child)
+        if owner is None or owner.seq is None or status != "succeeded" \
+                or started is None or finished is None:
+            continue
+        ran.setdefault(owner.device, []).append(
+            _Ran(started, finished, owner.seq, attempt, owner))
+
+    def shown(r: _Ran) -> dict[str, Any]:
+        return {"seq": r.seq, "id": r.job.id, "via": r.job.via, "attempt": r.attempt,
+                "started_s": round(r.started - begin, 3),
+                "finished_s": round(r.finished - begin, 3)}
+
+    violations = []
+    reruns = 0
+    for device, device_runs in sorted(ran.items()):
+        device_runs.sort()
+        for before, after in itertools.pairwise(device_runs):
+            if after.started < before.finished and after.seq != before.seq:
+                violations.append({"device": device, "why": "two changes at once",
+                                   "jobs": [shown(before), shown(after)]})
+        last: dict[int, _Ran] = {}
+        for r in device_runs:
+            last[r.seq] = r
+            reruns += r.attempt > 1
+        ordered = [last[seq] for seq in sorted(last)]
+        for before, after in itertools.pairwise(ordered):
+            if after.started < before.finished:
+                violations.append({"device": device,
+                                   "why": "an earlier change last ran after a later one",
+                                   "jobs": [shown(before), shown(after)]})
+    return {"passed": not violations, "devices": len(ran),
+            "succeeded_runs": sum(len(r) for r in ran.values()), "reruns": reruns,
+            "violations": len(violations), "violation_examples": violations[:5]}
+
+
+async def _check_configs(client: httpx.AsyncClient, accepted: list[Accepted],
+                         details: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each device's running configuration, read over SSH through the API: the description
+    its config jobs set must be the last succeeded one's (or a later one's that failed part
+    way)."""
+    highest: dict[str, int] = {}
+    succeeded: dict[str, int] = {}
     for job in accepted:
         if job.seq is None:
             continue
-        for result in details.get(job.id, {}).get("results", []):
-            started, finished = _at(result.get("started_at")), _at(result.get("finished_at"))
-            if result["status"] == "succeeded" and started is not None and finished is not None:
-                ran.setdefault(job.device, []).append(_Ran(
-                    job.seq, started, finished, int(result.get("attempt") or 1), job))
-    violations = []
-    checked = 0
-    for device, runs in sorted(ran.items()):
-        runs.sort()
-        for before, after in itertools.pairwise(runs):
-            checked += 1
-            if after.started < before.finished:
-                violations.append({"device": device, "overlap_s": round(
-                    before.finished - after.started, 3), "jobs": [{
-                        "seq": r.seq, "id": r.job.id, "via": r.job.via, "attempt": r.attempt,
-                        "started_s": round(r.started - begin, 3),
-                        "finished_s": round(r.finished - begin, 3)} for r in (before, after)]})
-    return {"passed": not violations, "devices": len(ran),
-            "succeeded_config_jobs": sum(len(r) for r in ran.values()),
-            "pairs_checked": checked, "violations": len(violations),
-            "violation_examples": violations[:5]}
+        highest[job.device] = max(highest.get(job.device, 0), job.seq)
+        if details.get(job.id, {}).get("status") == "succeeded":
+            succeeded[job.device] = max(succeeded.get(job.device, 0), job.seq)
+    if not succeeded:
+        return {"passed": True, "devices": 0}
+    response = await client.post("/jobs", json={
+        "kind": "command", "device": "*", "commands": ["show running-config"]})
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    body: dict[str, Any] = {}
+    for _ in range(10):
+        body = (await client.get(f"/jobs/{job_id}", params={"wait": 30})).json()
+        if body["status"] in FINAL:
+            break
+    wrong, unread = [], []
+    outputs = {r["device"]: r for r in body.get("results", [])}
+    for device, want in sorted(succeeded.items()):
+        result = outputs.get(device)
+        if result is None or result["status"] != "succeeded":
+            unread.append(device)
+            continue
+        text = "".join(o["output"] for o in result.get("outputs", []))
+        found = [int(n) for n in re.findall(rf"description chaos-{re.escape(device)}-(\d+)",
+                                            text)]
+        if not found or not want <= found[-1] <= highest[device]:
+            wrong.append({"device": device, "last_succeeded_seq": want,
+                          "highest_seq": highest[device], "found": found})
+    return {"passed": not wrong and not unread, "devices": len(succeeded),
+            "wrong": len(wrong), "wrong_examples": wrong[:5], "unread": unread[:5]}
 
 
 async def _check_samples(client: httpx.AsyncClient, devices: list[str], start: float,
@@ -765,7 +839,8 @@ async def _run(cluster: Cluster, token: str, names: list[str], seconds: float, k
                               "accepted": len(load.accepted),
                               "rejected_by_status": dict(load.rejected),
                               "no_answer": dict(load.no_answer)})
-            await _after(cluster, clients[0], load.accepted, sampled, begin, end, report)
+            await _after(cluster, clients[0], load.accepted, sampled, begin, end, report,
+                         tap.runs)
         finally:
             tap.stopped = True
             tapping.cancel()
@@ -780,7 +855,8 @@ async def _run(cluster: Cluster, token: str, names: list[str], seconds: float, k
 
 
 async def _after(cluster: Cluster, client: httpx.AsyncClient, accepted: list[Accepted],
-                 sampled: list[str], begin: float, end: float, report: dict[str, Any]) -> None:
+                 sampled: list[str], begin: float, end: float, report: dict[str, Any],
+                 runs: dict[tuple[str, int], tuple[str, float | None, float | None]]) -> None:
     """Settle, read everything back, check; with what Redis and the recorders say."""
     ids = [a.id for a in accepted]
     devices = int(report["settings"]["devices"])
@@ -789,7 +865,8 @@ async def _after(cluster: Cluster, client: httpx.AsyncClient, accepted: list[Acc
     details = await _details(cluster.database_url, cluster.secret, ids)
     checks = {
         "every_accepted_job_final": _check_final(accepted, details, statuses),
-        "config_jobs_in_submission_order": _check_order(accepted, details, begin),
+        "config_jobs_in_submission_order": _check_order(accepted, details, runs, begin),
+        "devices_hold_the_last_change": await _check_configs(client, accepted, details),
         "no_sample_stored_twice": await _check_samples(client, sampled, begin, end),
     }
     report["checks"] = checks
@@ -802,7 +879,9 @@ async def _after(cluster: Cluster, client: httpx.AsyncClient, accepted: list[Acc
         report["work_pending_in_redis"] = await cluster.pending_work()
         held_up = sorted({j["device"] for j in checks["every_accepted_job_final"][
             "unfinished_examples"]} | {v["device"] for v in checks[
-                "config_jobs_in_submission_order"]["violation_examples"]})
+                "config_jobs_in_submission_order"]["violation_examples"]} | {
+                w["device"] for w in checks["devices_hold_the_last_change"].get(
+                    "wrong_examples", [])})
         if held_up:
             report["held_up"] = held_up
             report["traces"] = {d: await cluster.trace(d, begin - 5) for d in held_up}
