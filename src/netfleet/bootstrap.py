@@ -200,6 +200,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
         await agent.start()
     telemetry.engine = jobs.engine
     telemetry.remote = work
+    telemetry.sees_every_poll = agent is not None
     await telemetry.start()
     writes = WriteBatcher(store)
     deployments = DeploymentService(

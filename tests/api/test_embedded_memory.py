@@ -75,5 +75,11 @@ def test_full_queues_answer_429_and_samples_are_recorded(
             return points
 
         until(lambda: len(stored()) >= 2, what="samples polled by the agent, recorded")
+        newest = operator.get("/telemetry/latest", params={
+            "device": device.name, "metric": "cpu_percent"}).json()["latest"]
+        assert [(r["device"], r["stale"]) for r in newest] == [(device.name, False)]
         metrics = httpx.get(embedded.url + "/metrics").text
         assert "netfleet_observations_recorded_total" in metrics
+        ready = httpx.get(embedded.url + "/ready").json()
+        assert ready["backend"]["kind"] == "memory" and ready["backend"]["agents"] == 1
+        assert ready["status"] == "healthy", ready["problems"]

@@ -56,8 +56,13 @@ async def _serve(settings: Settings) -> None:
         server = uvicorn.Server(uvicorn.Config(build_app(services), host=settings.host,
                                                port=settings.port, log_config=None,
                                                log_level="warning", lifespan="off"))
-        mode = ("controller of the cluster at Redis" if services.cluster is not None
-                else "single process (no NETFLEET_REDIS_URL: this process runs the work)")
+        if services.cluster is None:
+            mode = "single process (no NETFLEET_REDIS_URL: this process runs the work)"
+        elif services.cluster.agent is not None:
+            mode = ("single process on the memory backend (NETFLEET_EMBEDDED=memory: an agent "
+                    "and a recorder in this process)")
+        else:
+            mode = "controller of the cluster at Redis"
         console.print(f"netfleet serve: {mode}; API on http://{settings.host}:{settings.port}")
         await server.serve()
     finally:

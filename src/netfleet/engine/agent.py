@@ -279,7 +279,10 @@ class Agent:
                                 error=exc.message)
                 except Exception:
                     log.exception("renewing leases failed; retrying")
-                await asyncio.sleep(self.lease_ttl / 4)
+                until = time.monotonic() + self.lease_ttl / 4
+                # A flag set from the other thread: no asyncio.Event is shared across loops.
+                while not self._closed and time.monotonic() < until:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
         finally:
             await backend.close()
 

@@ -109,6 +109,9 @@ class TelemetryService:
         self.engine: Engine | None = None  # set by bootstrap once the engine exists
         # In a cluster: assignments (with every device's target) go to the agents instead.
         self.remote: ClusterWork | None = None
+        # Every poll comes through this process (embedded, on the memory backend): `latest`
+        # answers from memory; a controller of a cluster sees only its partitions' polls.
+        self.sees_every_poll = False
         self.retention_days = retention_days
         self.rollup_retention_days = rollup_retention_days
         self.stats = WriterStats()
@@ -432,7 +435,7 @@ class TelemetryService:
         """The newest value of every series of the selected devices. A device is stale when
         its last poll failed, or when no poll has worked for 2.5 intervals."""
         now = now if now is not None else time.time()
-        if self.remote is not None:
+        if self.remote is not None and not self.sees_every_poll:
             return await self._latest_stored(where, metric, now)
         names: set[str] | None = None
         if where:

@@ -34,7 +34,8 @@ async def ready(svc: ServicesDep, response: Response) -> dict[str, Any]:
     backend: dict[str, Any] = {"kind": "memory"}
     cluster = svc.cluster
     if cluster is not None:
-        backend = {"kind": "redis", "controller": cluster.name,
+        backend = {"kind": "memory" if cluster.agent is not None else "redis",
+                   "controller": cluster.name,
                    "leads_planners": cluster.leadership.leading,
                    "recording_partitions": sorted(cluster.recorder.owned),
                    "partitions": cluster.work.partitions}
