@@ -217,6 +217,9 @@ async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_p
             try:
                 await _until(lambda: _polled(backend, names, 2 * devices), 300,
                              "every device polled twice")
+                # And no partition moving: a handover reopens its devices' sessions.
+                await _until(lambda: _settled(backend, names), 120, "partitions settled")
+                moves0 = await _moves(backend, names)
                 polls0, t0 = await _polls(backend, names), time.perf_counter()
                 cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
                 sim0, redis0 = cpu_seconds(sim_pid), cpu_seconds(redis_pid)
@@ -228,6 +231,9 @@ async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_p
                 sim_cpu = cpu_seconds(sim_pid) - sim0
                 redis_cpu = cpu_seconds(redis_pid) - redis0
                 controller_cpu = cpu_seconds(controller_pid) - controller0
+                moves = await _moves(backend, names) - moves0
+                lag = max(float(s.get("loop_lag_max_s", 0.0)) for s in
+                          (await backend.statuses(keys.AGENTS, names)).values())
             finally:
                 await backend.close()
             # Polling off, then jobs on their own.
@@ -238,6 +244,7 @@ async def _measure(api: str, env: dict[str, str], work: Path, agents: int, sim_p
         return {"agent_processes": agents, "measured_s": round(wall, 1),
                 "polls_per_second": round(polls / wall, 1),
                 "polls_per_agent_cpu_second": round(polls / agent_cpu, 1) if agent_cpu else None,
+                "partition_moves_while_measured": moves, "agent_loop_lag_max_s": lag,
                 "cpu_share": {"agents": round(agent_cpu / wall, 2),
                               "simulator": round(sim_cpu / wall, 2),
                               "controller": round(controller_cpu / wall, 2),
@@ -257,6 +264,19 @@ async def _polls(backend: Backend, names: list[str]) -> int:
 
 async def _polled(backend: Backend, names: list[str], count: int) -> bool:
     return await _polls(backend, names) >= count
+
+
+async def _moves(backend: Backend, names: list[str]) -> int:
+    """Partitions these agents acquired or lost so far (each move reopens sessions)."""
+    found = await backend.statuses(keys.AGENTS, names)
+    return sum(int(s["handovers"]) + int(s["leases_lost"]) for s in found.values())
+
+
+async def _settled(backend: Backend, names: list[str]) -> bool:
+    """No partition moved for two status rounds (4 s)."""
+    before = await _moves(backend, names)
+    await asyncio.sleep(4.5)
+    return await _moves(backend, names) == before
 
 
 async def _jobs(http: httpx.AsyncClient, count: int, devices: int) -> dict[str, Any]:
