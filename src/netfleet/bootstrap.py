@@ -23,11 +23,11 @@ from netfleet.domain.errors import BackendUnavailable, InvalidInput
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
 from netfleet.engine import Engine, EngineDeps, Limits
-from netfleet.engine.agent import Agent, agent_name
+from netfleet.engine.agent import FLUSH_INTERVAL, Agent, agent_name
 from netfleet.parsing import Parsers
 from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
-from netfleet.services.cluster import ClusterWork, Leadership, Recorder
+from netfleet.services.cluster import LINGER, ClusterWork, Leadership, Recorder
 from netfleet.services.deployments import DeploymentService
 from netfleet.services.jobs import JobService
 from netfleet.services.providers import load_providers
@@ -187,7 +187,8 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
         backend = RedisBackend(settings.redis_url)
     elif settings.embedded == "memory":  # the same path, in this process
         backend = MemoryBackend()
-        agent = _agent(settings, backend, limits, parsers, f"{agent_name()}-embedded")
+        agent = _agent(settings, backend, limits, parsers, f"{agent_name()}-embedded",
+                       flush_interval=0.0)
     if backend is not None:
         work = ClusterWork(backend, load_key(settings), settings.partitions)
         await work.start()
@@ -232,7 +233,7 @@ def _controller(settings: Settings, backend: Backend, work: ClusterWork, jobs: J
 
     recorder = Recorder(backend, name=name, partitions=work.partitions,
                         on_result=jobs.on_result, on_poll=telemetry.on_poll, flush=flush,
-                        lease_ttl=settings.lease_ttl)
+                        lease_ttl=settings.lease_ttl, linger=0.0 if agent else LINGER)
     recorder.start()
     deployments.leading = False
     leadership = Leadership(backend, name="planners", holder=name, ttl=settings.lease_ttl,
@@ -283,13 +284,14 @@ def build_agent(settings: Settings, limits: Limits | None = None,
 
 
 def _agent(settings: Settings, backend: Backend, limits: Limits, parsers: Parsers,
-           name: str | None, lease_backend: Callable[[], Backend] | None = None) -> Agent:
+           name: str | None, lease_backend: Callable[[], Backend] | None = None,
+           flush_interval: float = FLUSH_INTERVAL) -> Agent:
     return Agent(backend, lambda deps: Engine(deps, limits),
                  secret=load_key(settings), partitions=settings.partitions,
                  lease_ttl=settings.lease_ttl, name=name, parser=parsers, driver_for=_driver,
                  differ=lambda running, lines, platform: config_diff(running, lines,
                                                                     platform=platform),
-                 lease_backend=lease_backend)
+                 lease_backend=lease_backend, flush_interval=flush_interval)
 
 
 def _limits(settings: Settings) -> Limits:

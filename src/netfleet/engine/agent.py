@@ -114,8 +114,12 @@ class Agent:
                  secret: bytes, partitions: int = 64, lease_ttl: float = 10.0,
                  name: str | None = None, parser: Any = None, driver_for: Any = None,
                  differ: Any = None,
-                 lease_backend: Callable[[], Backend] | None = None) -> None:
+                 lease_backend: Callable[[], Backend] | None = None,
+                 flush_interval: float = FLUSH_INTERVAL) -> None:
         self.backend = backend
+        # Between observation flushes: batches for Redis (fewer round trips); in-process
+        # (the memory backend) nothing is gained by waiting.
+        self._flush_interval = flush_interval
         # Given, leases are renewed by a thread of their own through a backend it makes: an
         # event loop busy with parsing or a login storm then cannot make them run out.
         self._lease_backend = lease_backend
@@ -653,7 +657,7 @@ class Agent:
             self._wake.clear()
             while self._out or self._acks:
                 await self._flush()
-            await asyncio.sleep(FLUSH_INTERVAL)
+            await asyncio.sleep(self._flush_interval)
 
     async def _flush(self) -> None:
         """Add buffered observations to their streams, then acknowledge the work entries

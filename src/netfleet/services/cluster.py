@@ -187,8 +187,10 @@ class Recorder:
 
     def __init__(self, backend: Backend, *, name: str, partitions: int,
                  on_result: Callable[[Any], None], on_poll: Callable[[PollOutcome], None],
-                 flush: Callable[[], Awaitable[bool]], lease_ttl: float = 10.0) -> None:
+                 flush: Callable[[], Awaitable[bool]], lease_ttl: float = 10.0,
+                 linger: float = LINGER) -> None:
         self.backend = backend
+        self.linger = linger  # 0 in-process: no round trip to save
         self.name = name
         self.partitions = partitions
         self.lease_ttl = lease_ttl
@@ -287,8 +289,8 @@ class Recorder:
                         await self.backend.trim_done(keys.RECORD_GROUP,
                                                      keys.observations(number))
                     self._trimmed = time.monotonic()
-            if len(messages) < LINGER_BELOW:  # few at a time: let more gather (fewer trips)
-                await asyncio.sleep(LINGER)
+            if len(messages) < LINGER_BELOW and self.linger:  # let more gather: fewer trips
+                await asyncio.sleep(self.linger)
 
     async def record(self, messages: Sequence[Message]) -> None:
         """Apply, write, acknowledge. Writing is retried until it works (the database may be
