@@ -697,15 +697,19 @@ async def _check_configs(client: httpx.AsyncClient, accepted: list[Accepted],
             succeeded[job.device] = max(succeeded.get(job.device, 0), job.seq)
     if not succeeded:
         return {"passed": True, "devices": 0}
-    response = await client.post("/jobs", json={
-        "kind": "command", "device": "*", "commands": ["show running-config"]})
-    response.raise_for_status()
-    job_id = response.json()["id"]
     body: dict[str, Any] = {}
-    for _ in range(10):
-        body = (await client.get(f"/jobs/{job_id}", params={"wait": 30})).json()
-        if body["status"] in FINAL:
-            break
+    try:
+        response = await client.post("/jobs", json={
+            "kind": "command", "device": "*", "commands": ["show running-config"]})
+        response.raise_for_status()
+        job_id = response.json()["id"]
+        for _ in range(12):  # (each wait well inside the client's timeout)
+            body = (await client.get(f"/jobs/{job_id}", params={"wait": 10})).json()
+            if body["status"] in FINAL:
+                break
+    except httpx.HTTPError as exc:
+        return {"passed": False, "devices": len(succeeded),
+                "error": f"reading the configs: {type(exc).__name__}: {exc}"}
     wrong, unread = [], []
     outputs = {r["device"]: r for r in body.get("results", [])}
     for device, want in sorted(succeeded.items()):

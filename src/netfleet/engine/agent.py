@@ -68,6 +68,7 @@ TRIM_INTERVAL = 10.0  # seconds between trims of the owned work streams
 READ_BLOCK = 0.5  # seconds a work read waits for new entries, at most
 SETTLE = READ_BLOCK + 0.5  # seconds between a new owner's two takeovers
 LAG_PROBE = 0.1  # seconds between looks at how late the event loop runs
+HANDOVER_WAIT = 10.0  # seconds held work may take to finish before a hand-over cancels it
 
 _Out = tuple[int, int, dict[str, Any], str | None]
 
@@ -316,11 +317,13 @@ class Agent:
             self._members = await self.backend.members(keys.AGENTS)
             if not self._stopping:
                 wanted = owned(self.name, self._members, self.partitions)
-                for number in sorted(set(self.owned) - wanted):
-                    part = self.owned[number]
-                    if not part.leaving:
-                        part.leaving = True
-                        self._spawn(self._hand_over(part), f"netfleet-handover-{number}")
+                leaving = [self.owned[n] for n in sorted(set(self.owned) - wanted)
+                           if not self.owned[n].leaving]
+                for part in leaving:
+                    part.leaving = True
+                    self._spawn(self._hand_over(part), f"netfleet-handover-{part.number}")
+                if leaving:
+                    self._replan()  # its devices are polled by the next owner from now on
                 await asyncio.gather(*(self._acquire(number)
                                        for number in sorted(wanted - set(self.owned))))
             await asyncio.sleep(self.lease_ttl / 4)
@@ -369,12 +372,23 @@ class Agent:
                  devices=len(part.devices), taken_over=len(left) + len(late))
 
     async def _hand_over(self, part: _Partition) -> None:
-        """Another agent should own this partition: finish what we hold, then let go."""
+        """Another agent should own this partition: finish what we hold (for HANDOVER_WAIT
+        at most), then let go. New work for it waits unread meanwhile, so held work that
+        takes longer is cancelled: it stays pending, and the new owner runs it again (the
+        next attempt) before what followed it."""
         # A read in flight may still bring work for it: that work is ours to finish too.
         await self._until(lambda: part.number not in self._reading)
-        await self._until(lambda: not self._work_of(part.number))  # bounded by job timeouts
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANDOVER_WAIT):
+                await self._until(lambda: not self._work_of(part.number))
         if self.owned.get(part.number) is not part:
             return
+        if runs := self._work_of(part.number):
+            log.info("held work cancelled to hand a partition over; its next owner runs it",
+                     agent=self.name, partition=part.number, runs=len(runs))
+            for run in runs:
+                self._forget(run)  # what it reports from now on is ignored
+            self.engine.cancel(set(runs))
         await self._until(lambda: (part.number, part.token) not in self._acks
                           and not any(o[0] == part.number for o in self._out))
         if self.owned.get(part.number) is not part:  # lost while its results went out
@@ -483,6 +497,8 @@ class Agent:
         schedule)."""
         plan: dict[str, list[Profile]] = {}
         for part in self.owned.values():
+            if part.leaving and not self._stopping:  # (stopping: polled while it drains)
+                continue
             for device, entry in part.devices.items():
                 raw = entry.get("polls")
                 if not raw:
