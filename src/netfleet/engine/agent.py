@@ -383,12 +383,9 @@ class Agent:
                 await self._until(lambda: not self._work_of(part.number))
         if self.owned.get(part.number) is not part:
             return
-        if runs := self._work_of(part.number):
+        if runs := self._drop_work(part.number):
             log.info("held work cancelled to hand a partition over; its next owner runs it",
                      agent=self.name, partition=part.number, runs=len(runs))
-            for run in runs:
-                self._forget(run)  # what it reports from now on is ignored
-            self.engine.cancel(set(runs))
         await self._until(lambda: (part.number, part.token) not in self._acks
                           and not any(o[0] == part.number for o in self._out))
         if self.owned.get(part.number) is not part:  # lost while its results went out
@@ -451,11 +448,17 @@ class Agent:
                     partition=part.number, reason=why)
         self.stats.lost += 1
         self.owned.pop(part.number, None)
-        runs = self._work_of(part.number)
+        self._drop_work(part.number)
+        self._replan()
+
+    def _drop_work(self, number: int) -> list[str]:
+        """Cancel the runs held for a partition, unreported: their entries stay pending for
+        its next owner. Returns them."""
+        runs = self._work_of(number)
         for run in runs:
             self._forget(run)  # what they report from now on is ignored
         self.engine.cancel(set(runs))
-        self._replan()
+        return runs
 
     # -- desired state ---------------------------------------------------------------------
     async def _load(self, part: _Partition) -> None:

@@ -443,11 +443,10 @@ class JobService:
 
     def _settled(self, result: DeviceResult) -> None:
         parent = self._parent_of.get(result.job_id)
+        self._end_child(result.job_id, result.device)
         running = self._running.get(parent) if parent else None
         if parent is None or running is None:
-            self._parent_of.pop(result.job_id, None)
             return
-        self._end_child(result.job_id, result.device)
         self._unrecorded[result.job_id] = parent
         self._unrecorded_per_job[parent] += 1
         running.remaining.discard(result.job_id)
