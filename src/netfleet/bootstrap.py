@@ -27,7 +27,7 @@ from netfleet.engine.agent import FLUSH_INTERVAL, Agent, agent_name
 from netfleet.parsing import Parsers
 from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
-from netfleet.services.cluster import LINGER, ClusterWork, Leadership, Recorder
+from netfleet.services.cluster import ClusterWork, Leadership, Recorder
 from netfleet.services.deployments import DeploymentService
 from netfleet.services.jobs import JobService
 from netfleet.services.providers import load_providers
@@ -188,7 +188,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     elif settings.embedded == "memory":  # the same path, in this process
         backend = MemoryBackend()
         agent = _agent(settings, backend, limits, parsers, f"{agent_name()}-embedded",
-                       flush_interval=0.0)
+                       flush_interval=0.0, downstream=telemetry.pressure)
     if backend is not None:
         work = ClusterWork(backend, load_key(settings), settings.partitions)
         await work.start()
@@ -233,7 +233,7 @@ def _controller(settings: Settings, backend: Backend, work: ClusterWork, jobs: J
 
     recorder = Recorder(backend, name=name, partitions=work.partitions,
                         on_result=jobs.on_result, on_poll=telemetry.on_poll, flush=flush,
-                        lease_ttl=settings.lease_ttl, linger=0.0 if agent else LINGER)
+                        lease_ttl=settings.lease_ttl, in_process=agent is not None)
     recorder.start()
     deployments.leading = False
     leadership = Leadership(backend, name="planners", holder=name, ttl=settings.lease_ttl,
@@ -285,13 +285,15 @@ def build_agent(settings: Settings, limits: Limits | None = None,
 
 def _agent(settings: Settings, backend: Backend, limits: Limits, parsers: Parsers,
            name: str | None, lease_backend: Callable[[], Backend] | None = None,
-           flush_interval: float = FLUSH_INTERVAL) -> Agent:
+           flush_interval: float = FLUSH_INTERVAL,
+           downstream: Callable[[], float] | None = None) -> Agent:
     return Agent(backend, lambda deps: Engine(deps, limits),
                  secret=load_key(settings), partitions=settings.partitions,
                  lease_ttl=settings.lease_ttl, name=name, parser=parsers, driver_for=_driver,
                  differ=lambda running, lines, platform: config_diff(running, lines,
                                                                     platform=platform),
-                 lease_backend=lease_backend, flush_interval=flush_interval)
+                 lease_backend=lease_backend, flush_interval=flush_interval,
+                 downstream=downstream)
 
 
 def _limits(settings: Settings) -> Limits:

@@ -458,6 +458,30 @@ async def test_the_recorder_acknowledges_nothing_it_could_not_write(backend: Bac
         await recorder.stop()
 
 
+async def test_an_in_process_recorder_hands_on_what_it_applied_without_waiting_to_write(
+        ) -> None:
+    """Embedded (memory backend), the stream dies with the buffers anyway: a write that
+    fails or is slow must not hold the next observations (a job's final result) back."""
+    backend = MemoryBackend()
+    seen = Seen()
+    seen.fail_flush = True
+    recorder = Recorder(backend, name="controller", partitions=PARTITIONS,
+                        on_result=seen.on_result, on_poll=seen.on_poll, flush=seen.flush,
+                        lease_ttl=TTL, in_process=True)
+    stream = keys.observations(2)
+    await backend.add({stream: [
+        {"t": "poll", "agent": "a", "token": 1, "d": f"r{i}", "p": "prof", "s": [], "c": None,
+         "m": None} for i in range(5)]})
+    recorder.start()
+    try:
+        await until(lambda: recorder.stats.recorded == 5, what="applied and acknowledged")
+        assert [p.device for p in seen.polls] == [f"r{i}" for i in range(5)]
+        assert await backend.backlog(keys.RECORD_GROUP, stream) == 0
+        assert seen.flushes == 0 and recorder.stats.failures == 0  # the services write
+    finally:
+        await recorder.stop()
+
+
 async def test_a_new_recorder_takes_over_what_a_stopped_one_had_read(
         backend: Backend) -> None:
     stream = keys.observations(3)

@@ -116,8 +116,12 @@ class Agent:
                  name: str | None = None, parser: Any = None, driver_for: Any = None,
                  differ: Any = None,
                  lease_backend: Callable[[], Backend] | None = None,
-                 flush_interval: float = FLUSH_INTERVAL) -> None:
+                 flush_interval: float = FLUSH_INTERVAL,
+                 downstream: Callable[[], float] | None = None) -> None:
         self.backend = backend
+        # In-process, the recorder acknowledges what it has applied: how full the buffers
+        # it applied to are (0..1) is then the back-pressure the stream's backlog was.
+        self._downstream = downstream
         # Between observation flushes: batches for Redis (fewer round trips); in-process
         # (the memory backend) nothing is gained by waiting.
         self._flush_interval = flush_interval
@@ -668,7 +672,8 @@ class Agent:
 
     def pressure(self) -> float:
         """0..1: how far behind the recorders (and Redis) are; polls slow past one half."""
-        return max(len(self._out) / MAX_BUFFER, self._backlog / BACKLOG_LIMIT)
+        return max(len(self._out) / MAX_BUFFER, self._backlog / BACKLOG_LIMIT,
+                   self._downstream() if self._downstream is not None else 0.0)
 
     async def _send(self) -> None:
         while True:

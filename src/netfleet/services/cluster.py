@@ -188,9 +188,15 @@ class Recorder:
     def __init__(self, backend: Backend, *, name: str, partitions: int,
                  on_result: Callable[[Any], None], on_poll: Callable[[PollOutcome], None],
                  flush: Callable[[], Awaitable[bool]], lease_ttl: float = 10.0,
-                 linger: float = LINGER) -> None:
+                 in_process: bool = False) -> None:
         self.backend = backend
-        self.linger = linger  # 0 in-process: no round trip to save
+        # In-process (the memory backend, embedded): no round trip is saved by lingering, and
+        # an entry is acknowledged once applied. The stream dies with the buffers it was
+        # applied to, so waiting for the store would keep nothing safer; it would only hold
+        # the next observations (a job's final result) behind a write. The services' own
+        # writers store the buffers, as they do for an engine in the process.
+        self.in_process = in_process
+        self.linger = 0.0 if in_process else LINGER
         self.name = name
         self.partitions = partitions
         self.lease_ttl = lease_ttl
@@ -313,23 +319,27 @@ class Recorder:
                     self._apply(item)
                 except Exception as exc:
                     await self._dead(message, item, f"{type(exc).__name__}: {exc}")
-        backoff = 0.2
-        while True:
-            try:
-                if await self.flush():
-                    break
-            except Exception as exc:
-                self.stats.failures += 1
-                log.warning("recording observations failed; not acknowledged, retrying",
-                            error=str(exc)[:200], entries=len(messages))
-            await asyncio.sleep(backoff)
-            backoff = min(10.0, backoff * 2)
+        if not self.in_process:
+            await self._store(len(messages))
         by_stream: dict[str, list[str]] = {}
         for message in messages:
             by_stream.setdefault(message.stream, []).append(message.id)
         await self.backend.ack_all(keys.RECORD_GROUP, by_stream)
         self.stats.recorded += observations
         self.stats.batches += 1
+
+    async def _store(self, entries: int) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                if await self.flush():
+                    return
+            except Exception as exc:
+                self.stats.failures += 1
+                log.warning("recording observations failed; not acknowledged, retrying",
+                            error=str(exc)[:200], entries=entries)
+            await asyncio.sleep(backoff)
+            backoff = min(10.0, backoff * 2)
 
     def _apply(self, body: dict[str, Any]) -> None:
         kind = body.get("t")
