@@ -23,6 +23,7 @@ def test_defaults_run_embedded_on_sqlite() -> None:
     assert settings.database_url == "sqlite+aiosqlite:///./netfleet.db"
     assert (settings.redis_url, settings.partitions, settings.host, settings.port) == (
         None, 64, "127.0.0.1", 8000)
+    assert settings.embedded == "memory"  # without Redis, the cluster's path in one process
 
 
 @pytest.mark.parametrize("given, used", [

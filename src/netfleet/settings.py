@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     secret_key_file: Path = Path("./.netfleet/secret.key")
     redis_url: str | None = Field(None, repr=False)
     # Without Redis: `memory` runs work as a cluster does (memory backend, an agent and a
-    # recorder in this process); `direct` hands it to the engine straight away.
-    embedded: Literal["memory", "direct"] = "direct"
+    # recorder in this process); `direct` hands it to the engine straight away (opt-out).
+    embedded: Literal["memory", "direct"] = "memory"
     # Engine limits (see docs/jobs.md).
     max_concurrency: int = Field(512, ge=1, le=100_000)
     sessions_per_device: int = Field(2, ge=1, le=16)
