@@ -23,7 +23,7 @@ from netfleet.domain.errors import BackendUnavailable, InvalidInput
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
 from netfleet.engine import Engine, EngineDeps, Limits
-from netfleet.engine.agent import FLUSH_INTERVAL, Agent, agent_name
+from netfleet.engine.agent import Agent, agent_name
 from netfleet.parsing import Parsers
 from netfleet.rendering.diff import config_diff
 from netfleet.rendering.jinja import config_lines, default_renderer
@@ -188,7 +188,7 @@ async def build_services(settings: Settings, limits: Limits | None = None) -> Se
     elif settings.embedded == "memory":  # the same path, in this process
         backend = MemoryBackend()
         agent = _agent(settings, backend, limits, parsers, f"{agent_name()}-embedded",
-                       flush_interval=0.0, downstream=telemetry.pressure)
+                       downstream=telemetry.pressure)
     if backend is not None:
         work = ClusterWork(backend, load_key(settings), settings.partitions)
         await work.start()
@@ -285,14 +285,13 @@ def build_agent(settings: Settings, limits: Limits | None = None,
 
 def _agent(settings: Settings, backend: Backend, limits: Limits, parsers: Parsers,
            name: str | None, lease_backend: Callable[[], Backend] | None = None,
-           flush_interval: float = FLUSH_INTERVAL,
            downstream: Callable[[], float] | None = None) -> Agent:
     return Agent(backend, lambda deps: Engine(deps, limits),
                  secret=load_key(settings), partitions=settings.partitions,
                  lease_ttl=settings.lease_ttl, name=name, parser=parsers, driver_for=_driver,
                  differ=lambda running, lines, platform: config_diff(running, lines,
                                                                     platform=platform),
-                 lease_backend=lease_backend, flush_interval=flush_interval,
+                 lease_backend=lease_backend,
                  downstream=downstream)
 
 

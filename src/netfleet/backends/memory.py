@@ -1,15 +1,17 @@
 """The memory backend: the same streams, groups, leases and state as Redis, in one process.
 
-For one process (and for tests of everything above the port). Nothing is serialised, but bodies
-are copied on the way in and out, as JSON through Redis would be, so no caller shares a dict
-with another. Ids are "<ms>-<seq>", strictly increasing within a stream, like Redis's.
+For one process (and for tests of everything above the port). Bodies are kept as JSON text and
+read back from it, as through Redis: no caller shares a dict with another, and a body Redis
+could not carry fails here too. (JSON is also cheaper than copying the dicts.) Ids are
+"<ms>-<seq>", strictly increasing within a stream, like Redis's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import copy
+import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -28,7 +30,11 @@ Order = tuple[int, int]  # an id as (ms, seq), for comparing
 class _Entry:
     order: Order
     id: str
-    body: dict[str, Any]
+    data: str  # the body, as JSON
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return _decode(self.data)
 
 
 @dataclass
@@ -48,7 +54,7 @@ class _Stream:
         # A clock stepping back must not make an id smaller: stay on the last ms, count on.
         self.last = (ms, 0) if ms > self.last[0] else (self.last[0], self.last[1] + 1)
         self.entries.append(_Entry(self.last, f"{self.last[0]}-{self.last[1]}",
-                                   copy.deepcopy(dict(body))))
+                                   _encode(body)))
 
     def trim(self, maxlen: int | None) -> None:
         if maxlen is not None and len(self.entries) > maxlen:
@@ -56,6 +62,8 @@ class _Stream:
 
     def after(self, order: Order) -> int:
         """Index of the first entry with an id greater than `order`."""
+        if order >= self.last:  # the common case, a reader up to date: nothing to search
+            return len(self.entries)
         return bisect.bisect_right(self.entries, order, key=lambda e: e.order)
 
     def find(self, entry_id: str) -> _Entry | None:
@@ -73,14 +81,15 @@ class MemoryBackend:
         self._partitions: int | None = None
         self._epoch: tuple[str, float] | None = None
         self._members: dict[str, dict[str, float]] = {}  # role -> member -> alive until
-        self._statuses: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._statuses: dict[tuple[str, str], tuple[float, str]] = {}
         self._leases: dict[str, tuple[str, int, float]] = {}  # name -> holder, token, until
         self._fences: dict[str, int] = {}  # name -> last token handed out
         self._streams: dict[str, _Stream] = {}
-        self._state: dict[int, dict[str, dict[str, Any]]] = {}
-        # Replaced by a fresh event on every append: a waiter holds the one current when it
-        # found nothing, so it cannot miss an append that happens before it starts waiting.
-        self._appended = asyncio.Event()
+        self._state: dict[int, dict[str, str]] = {}  # partition -> device -> entry as JSON
+        # Readers waiting, by the streams they wait on: an append wakes only its stream's. A
+        # reader registers before it sleeps and nothing runs between its look and that, so it
+        # cannot miss an append.
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
 
     async def init_cluster(self, partitions: int) -> int:
         if self._partitions is None:
@@ -100,7 +109,7 @@ class MemoryBackend:
         self._members.setdefault(role, {})[member] = time.monotonic() + ttl
 
     async def put_status(self, role: str, member: str, status: Body, ttl: float) -> None:
-        self._statuses[(role, member)] = (time.monotonic() + ttl, copy.deepcopy(dict(status)))
+        self._statuses[(role, member)] = (time.monotonic() + ttl, _encode(status))
 
     async def statuses(self, role: str, members: Sequence[str]) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
@@ -108,7 +117,7 @@ class MemoryBackend:
         for member in members:
             found = self._statuses.get((role, member))
             if found is not None and found[0] > now:
-                out[member] = copy.deepcopy(found[1])
+                out[member] = _decode(found[1])
         return out
 
     async def leave(self, role: str, member: str) -> None:
@@ -166,29 +175,41 @@ class MemoryBackend:
             stream.append(body)
         stream.trim(maxlen)
 
-    def _appended_now(self) -> None:
-        self._appended.set()
-        self._appended = asyncio.Event()
+    def _appended(self, names: Collection[str]) -> None:
+        for name in names:
+            for waiter in self._waiting.pop(name, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
-    async def _wait(self, take: Callable[[], list[Message]], block: float) -> list[Message]:
-        """What `take` finds, waiting up to `block` seconds for appends until it finds some."""
+    async def _wait(self, names: Collection[str], take: Callable[[], list[Message]],
+                    block: float) -> list[Message]:
+        """What `take` finds, waiting up to `block` seconds for appends to `names` until it
+        finds some."""
         found = take()
         if found or block <= 0:
             return found
-        try:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(block):
                 while not found:
-                    await self._appended.wait()
+                    waiter = loop.create_future()
+                    for name in names:
+                        self._waiting.setdefault(name, set()).add(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        for name in names:
+                            waiting = self._waiting.get(name)
+                            if waiting is not None:
+                                waiting.discard(waiter)
                     found = take()
-        except TimeoutError:
-            pass
         return found
 
     async def add(self, entries: Mapping[str, Sequence[Body]],
                   *, maxlen: int | None = None) -> None:
         for name, bodies in entries.items():
             self._append(name, bodies, maxlen)
-        self._appended_now()
+        self._appended(entries)
 
     def _group(self, stream: _Stream, group: str) -> _Group:
         found = stream.groups.get(group)
@@ -206,12 +227,13 @@ class MemoryBackend:
             for entry in stream.entries[start:start + count]:
                 state.pending[entry.id] = (consumer, 1)
                 state.last = entry.order
-                out.append(Message(name, entry.id, copy.deepcopy(entry.body)))
+                out.append(Message(name, entry.id, entry.body))
         return out
 
     async def read(self, group: str, consumer: str, streams: Sequence[str], *, count: int,
                    block: float) -> list[Message]:
-        return await self._wait(lambda: self._take(group, consumer, streams, count), block)
+        return await self._wait(streams, lambda: self._take(group, consumer, streams, count),
+                                block)
 
     async def takeover(self, group: str, consumer: str, stream: str, *,
                        skip: Collection[str] = ()) -> list[Message]:
@@ -227,7 +249,7 @@ class MemoryBackend:
                 continue
             deliveries = state.pending[entry_id][1] + 1
             state.pending[entry_id] = (consumer, deliveries)
-            out.append(Message(stream, entry_id, copy.deepcopy(entry.body), deliveries))
+            out.append(Message(stream, entry_id, entry.body, deliveries))
         return out
 
     async def ack(self, group: str, stream: str, ids: Sequence[str]) -> None:
@@ -265,7 +287,7 @@ class MemoryBackend:
         if log is None:
             return []
         start = log.after(_order(position))
-        return [Message(name, e.id, copy.deepcopy(e.body))
+        return [Message(name, e.id, e.body)
                 for e in log.entries[start:start + count]]
 
     async def entries(self, stream: str, *, after: str = "0", count: int = 100) -> list[Message]:
@@ -280,21 +302,21 @@ class MemoryBackend:
             if entry is None:
                 state.pop(device, None)
             else:
-                state[device] = copy.deepcopy(dict(entry))
+                state[device] = _encode(entry)
         self._append(keys.state_changes(partition),
                      [{"device": device, "entry": entry} for device, entry in entries.items()],
                      CHANGES_MAXLEN)
-        self._appended_now()
+        self._appended([keys.state_changes(partition)])
 
     async def replace_state(self, partition: int, entries: Mapping[str, Body]) -> None:
-        self._state[partition] = {d: copy.deepcopy(dict(e)) for d, e in entries.items()}
+        self._state[partition] = {d: _encode(e) for d, e in entries.items()}
         self._append(keys.state_changes(partition), [{"snapshot": True}], CHANGES_MAXLEN)
-        self._appended_now()
+        self._appended([keys.state_changes(partition)])
 
     async def load_state(self, partition: int) -> tuple[dict[str, dict[str, Any]], str]:
         changes = self._streams.get(keys.state_changes(partition))
         position = changes.entries[-1].id if changes and changes.entries else "0-0"
-        return copy.deepcopy(self._state.get(partition, {})), position
+        return {d: _decode(e) for d, e in self._state.get(partition, {}).items()}, position
 
     async def follow(self, positions: Mapping[str, str], *, count: int,
                      block: float) -> list[Message]:
@@ -302,10 +324,19 @@ class MemoryBackend:
             return [m for name, position in positions.items()
                     for m in self._after(name, position, count)]
 
-        return await self._wait(take, block)
+        return await self._wait(positions, take, block)
 
     async def close(self) -> None:
         return None
+
+
+def _encode(body: Body) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _decode(data: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(data)
+    return body
 
 
 def _order(entry_id: str) -> Order:

@@ -57,9 +57,10 @@ async def _serve(settings: Settings) -> None:
                                                port=settings.port, log_config=None,
                                                log_level="warning", lifespan="off"))
         if services.cluster is None:
-            mode = "single process (no NETFLEET_REDIS_URL: this process runs the work)"
+            mode = ("single process, work straight to its engine (no NETFLEET_REDIS_URL; "
+                    "NETFLEET_EMBEDDED=direct)")
         elif services.cluster.agent is not None:
-            mode = ("single process on the memory backend (NETFLEET_EMBEDDED=memory: an agent "
+            mode = ("single process on the memory backend (no NETFLEET_REDIS_URL: an agent "
                     "and a recorder in this process)")
         else:
             mode = "controller of the cluster at Redis"

@@ -59,7 +59,7 @@ log = structlog.get_logger("netfleet.agent")
 
 MAX_ATTEMPTS = 3  # deliveries of one task before it is failed instead of run again
 READ_BATCH = 500  # work entries read per partition per call
-FLUSH_INTERVAL = 0.05  # seconds between observation flushes (longer: bigger batches)
+FLUSH_INTERVAL = 0.05  # seconds poll outcomes gather before they are sent (results: at once)
 MAX_BUFFER = 200_000  # observations held while Redis is unreachable; past it polls are dropped
 BACKLOG_LIMIT = 500_000  # observations waiting for recorders, all partitions, before polls stop
 STATE_RELOAD = 300.0  # seconds between full reloads of a partition's desired state
@@ -116,15 +116,11 @@ class Agent:
                  name: str | None = None, parser: Any = None, driver_for: Any = None,
                  differ: Any = None,
                  lease_backend: Callable[[], Backend] | None = None,
-                 flush_interval: float = FLUSH_INTERVAL,
                  downstream: Callable[[], float] | None = None) -> None:
         self.backend = backend
         # In-process, the recorder acknowledges what it has applied: how full the buffers
         # it applied to are (0..1) is then the back-pressure the stream's backlog was.
         self._downstream = downstream
-        # Between observation flushes: batches for Redis (fewer round trips); in-process
-        # (the memory backend) nothing is gained by waiting.
-        self._flush_interval = flush_interval
         # Given, leases are renewed by a thread of their own through a backend it makes: an
         # event loop busy with parsing or a login storm then cannot make them run out.
         self._lease_backend = lease_backend
@@ -152,7 +148,8 @@ class Agent:
         self._reading: set[int] = set()  # partitions a work read in flight asks for
         # Before its deadline less this margin a lease is surely ours (renewals every TTL/4).
         self._margin = min(2.0, lease_ttl * 0.2)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # observations to send
+        self._urgent = asyncio.Event()  # among them a result or an acknowledgement
         self._progress = asyncio.Event()  # work finished or observations went out
         self._flushing = asyncio.Lock()
         self._backlog = 0
@@ -614,6 +611,7 @@ class Agent:
         if done:
             self._acks.setdefault((part.number, part.token), []).extend(done)
             self._wake.set()
+            self._urgent.set()
 
     def _abandon(self, run: str, task: DeviceTask, attempt: int) -> None:
         self._on_result(DeviceResult(
@@ -642,6 +640,7 @@ class Agent:
         self._out.append((number, part.token,
                           wire.result(result.model_copy(update={"job_id": job})), ack))
         self._wake.set()
+        self._urgent.set()
         if ack is not None:
             self._progress.set()
 
@@ -676,12 +675,18 @@ class Agent:
                    self._downstream() if self._downstream is not None else 0.0)
 
     async def _send(self) -> None:
+        """Results and acknowledgements go at once (someone waits for a job); poll outcomes
+        gather for FLUSH_INTERVAL unless a result comes meanwhile: fewer, bigger batches,
+        fewer round trips to Redis and fewer reads for the recorders."""
         while True:
             await self._wake.wait()
+            if not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), FLUSH_INTERVAL)
             self._wake.clear()
+            self._urgent.clear()
             while self._out or self._acks:
                 await self._flush()
-            await asyncio.sleep(self._flush_interval)
 
     async def _flush(self) -> None:
         """Add buffered observations to their streams, then acknowledge the work entries
