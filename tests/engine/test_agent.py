@@ -15,10 +15,12 @@ import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
 from netfleet.backends import Backend, MemoryBackend, RedisBackend, keys
+from netfleet.backends.partitions import owned, partition_of
 from netfleet.domain.jobs import DeviceResult, DeviceTask, JobKind
 from netfleet.domain.ports import Target
 from netfleet.drivers import driver_for
 from netfleet.engine import Engine
+from netfleet.engine import agent as agent_module
 from netfleet.engine.agent import SETTLE, Agent
 from netfleet.engine.engine import PollOutcome
 from netfleet.services.cluster import ClusterWork, Recorder
@@ -365,6 +367,51 @@ async def test_a_stopping_agent_keeps_its_leases_while_held_work_finishes(
         assert staying.stats.taken_over == 0
     finally:
         await staying.stop(drain=1)
+        await recorder.stop()
+
+
+async def test_held_work_past_the_hand_over_wait_is_cancelled_and_rerun_in_order_by_the_joiner(
+        backend: Backend, sim: RunningSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent joins and wins a partition whose change is still running on its owner: the
+    owner waits for it HANDOVER_WAIT at most, then cancels it unreported; the joiner runs it
+    again (attempt 2) and only then the change queued behind it."""
+    monkeypatch.setattr(agent_module, "HANDOVER_WAIT", 1.5)
+    [device] = sim.add(1, "cisco_ios")
+    number = partition_of(device.name, PARTITIONS)
+    joiner = next(n for n in (f"joiner-{i}" for i in itertools.count())
+                  if number in owned(n, ["owner"], PARTITIONS))
+    sim.set_faults(device, command_delay=3.0)  # each change: 6 s, past the wait
+    work = ClusterWork(backend, SECRET, PARTITIONS)
+    await work.start()
+    seen = Seen()
+    recorder, first = make_recorder(backend, seen), make_agent(backend, "owner")
+    recorder.start()
+    await first.start()
+    second = make_agent(backend, joiner)
+    try:
+        await until(lambda: len(first.owned) == PARTITIONS
+                    and all(p.reading for p in first.owned.values()),
+                    what="every partition owned")
+        changes = [config(f"c{i}", device.name, i) for i in range(2)]
+        await work.submit(changes, {device.name: target(sim, device)})
+        await until(lambda: any(r.job_id == "c0" and r.status == "running"
+                                for r in seen.results), what="the first change running")
+        await second.start()
+        await until(lambda: number in second.owned, timeout=TTL + 10,
+                    what="the joiner owning the device's partition")
+        assert seen.final("c0") is None  # cancelled, not reported by the old owner
+        sim.set_faults(device, command_delay=0.0)
+        await until(lambda: seen.final("c0") and seen.final("c1"), what="both changes done")
+        again, then = seen.final("c0"), seen.final("c1")
+        assert again is not None and again.status == "succeeded" and again.attempt == 2
+        # The owner had read the second change too (queued behind the first): also taken over.
+        assert then is not None and then.status == "succeeded" and then.attempt == 2
+        assert again.finished_at is not None and then.started_at is not None
+        assert then.started_at >= again.finished_at  # still in submission order
+        assert second.stats.taken_over >= 1
+    finally:
+        await second.stop(drain=1)
+        await first.stop(drain=1)
         await recorder.stop()
 
 
