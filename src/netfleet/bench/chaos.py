@@ -663,10 +663,15 @@ def _check_order(accepted: list[Accepted], details: dict[str, dict[str, Any]],
     reruns = 0
     for device, device_runs in sorted(ran.items()):
         device_runs.sort()
-        for before, after in itertools.pairwise(device_runs):
-            if after.started < before.finished and after.seq != before.seq:
+        # Every earlier-started run, not only the one before: a long run can overlap a later
+        # change across a short re-run of its own change that sorts between them.
+        for index, after in enumerate(device_runs):
+            clash = next((before for before in device_runs[:index]
+                          if after.started < before.finished and after.seq != before.seq),
+                         None)
+            if clash is not None:
                 violations.append({"device": device, "why": "two changes at once",
-                                   "jobs": [shown(before), shown(after)]})
+                                   "jobs": [shown(clash), shown(after)]})
         last: dict[int, _Ran] = {}
         for r in device_runs:
             last[r.seq] = r
