@@ -59,7 +59,7 @@ log = structlog.get_logger("netfleet.agent")
 
 MAX_ATTEMPTS = 3  # deliveries of one task before it is failed instead of run again
 READ_BATCH = 500  # work entries read per partition per call
-FLUSH_INTERVAL = 0.05  # seconds poll outcomes gather before they are sent (results: at once)
+FLUSH_INTERVAL = 0.2  # seconds poll outcomes gather before they are sent (results: at once)
 MAX_BUFFER = 200_000  # observations held while Redis is unreachable; past it polls are dropped
 BACKLOG_LIMIT = 500_000  # observations waiting for recorders, all partitions, before polls stop
 STATE_RELOAD = 300.0  # seconds between full reloads of a partition's desired state
